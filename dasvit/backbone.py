@@ -1,0 +1,36 @@
+"""The parts every DASViT network shares, searchable or not: patch embedding + CLS + position embedding, and the
+final LayerNorm + linear head on the CLS token (the torchvision ``vit_b_16`` layout, parameter for parameter)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from dasvit.ops import grid_size
+
+
+class ViTStem(nn.Module):
+    def __init__(self, image_size: int, patch_size: int, in_chans: int, dim: int):
+        super().__init__()
+        if image_size % patch_size != 0:
+            raise ValueError(f"image size {image_size} is not divisible by patch size {patch_size}")
+        self.grid = grid_size(image_size, patch_size)
+        self.patch_embed = nn.Conv2d(in_chans, dim, kernel_size=patch_size, stride=patch_size)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.grid[0] * self.grid[1], dim))
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        patches = self.patch_embed(images).flatten(2).transpose(1, 2)
+        cls = self.cls_token.expand(patches.shape[0], -1, -1)
+        return torch.cat([cls, patches], dim=1) + self.pos_embed
+
+
+class ViTHead(nn.Module):
+    def __init__(self, dim: int, num_classes: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.fc = nn.Linear(dim, num_classes)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.norm(tokens[:, 0]))

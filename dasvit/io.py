@@ -1,0 +1,32 @@
+"""Crash-safe file writes: a reader sees the old file or the complete new one, never a truncated one."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def _atomic_replace(path: Path, write: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    _atomic_replace(Path(path), lambda handle: handle.write(text.encode()))
+
+
+def atomic_torch_save(path: str | Path, obj: Any) -> None:
+    _atomic_replace(Path(path), lambda handle: torch.save(obj, handle))

@@ -1,0 +1,188 @@
+"""Candidate operations of the DASViT search space.
+
+Every parametric op is a *pre-norm residual branch*, ``x + f(LayerNorm(x))``, so that one op on one DAG edge is a
+whole ViT sub-layer: the standard block ``x1 = x0 + MHSA(LN x0); x2 = x1 + MLP(LN x1)`` is the two-edge DAG
+``0 -attn-> 1 -mlp-> 2``, and a genotype can express ViT-B/16 exactly.
+
+Op names (the genotype vocabulary):
+
+=============  ==========================================================================
+``none``       zero; lets the search switch an edge off (never part of a discrete genotype)
+``skip``       identity
+``attn_h{H}``  multi-head self-attention with H heads (qkv and output projections, biased)
+``mlp_r{R}``   two-layer GELU MLP with hidden width R * dim
+``conv_k{K}``  depthwise K x K convolution over the patch grid (token mixing); CLS passes through
+=============  ==========================================================================
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+_OP_PATTERN = re.compile(r"^(?:(none|skip)|(attn)_h(\d+)|(mlp)_r(\d+)|(conv)_k(\d+))$")
+
+
+class OpError(ValueError):
+    """An op name that is not in the vocabulary or does not fit the model width."""
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """A parsed op name: its family (``none``, ``skip``, ``attn``, ``mlp``, ``conv``) and integer argument."""
+
+    name: str
+    family: str
+    arg: int = 0
+
+    @property
+    def parametric(self) -> bool:
+        return self.family not in ("none", "skip")
+
+
+def parse_op(name: str, dim: int | None = None) -> OpSpec:
+    """Parse and validate an op name; with ``dim`` also check it fits that width (heads divide dim, odd kernel)."""
+    match = _OP_PATTERN.match(name) if isinstance(name, str) else None
+    if match is None:
+        raise OpError(
+            f"unknown op {name!r}: expected none, skip, attn_h<heads>, mlp_r<ratio> or conv_k<odd kernel>"
+        )
+    if match.group(1):
+        return OpSpec(name, match.group(1))
+    family = match.group(2) or match.group(4) or match.group(6)
+    arg = int(match.group(3) or match.group(5) or match.group(7))
+    if arg < 1:
+        raise OpError(f"op {name!r}: its argument must be >= 1")
+    if family == "conv" and arg % 2 == 0:
+        raise OpError(f"op {name!r}: the conv kernel must be odd so the patch grid keeps its size")
+    if family == "attn" and dim is not None and dim % arg != 0:
+        raise OpError(f"op {name!r}: {arg} heads do not divide the embedding dim {dim}")
+    return OpSpec(name, family, arg)
+
+
+@dataclass(frozen=True)
+class TokenContext:
+    """Where the tokens an op sees sit on the patch grid.
+
+    ``patch_index`` is ``None`` when the op sees every token in grid order. Under partial token selection it holds
+    the grid positions (B, k) of the selected patch tokens, and ``bypass_patches`` (B, N, D) the values that the
+    unselected tokens keep, so that spatial ops can still see their neighbours.
+    """
+
+    grid: tuple[int, int]
+    patch_index: torch.Tensor | None = None
+    bypass_patches: torch.Tensor | None = None
+
+
+class Zero(nn.Module):
+    def forward(self, x: torch.Tensor, ctx: TokenContext) -> torch.Tensor:
+        return torch.zeros_like(x)
+
+
+class Identity(nn.Module):
+    def forward(self, x: torch.Tensor, ctx: TokenContext) -> torch.Tensor:
+        return x
+
+
+class PreNormResidual(nn.Module):
+    """``x + branch(LayerNorm(x))``: the shape every parametric candidate op shares."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+
+    def branch(self, h: torch.Tensor, ctx: TokenContext) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor, ctx: TokenContext) -> torch.Tensor:
+        return x + self.branch(self.norm(x), ctx)
+
+
+class SelfAttention(PreNormResidual):
+    def __init__(self, dim: int, heads: int):
+        super().__init__(dim)
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def branch(self, h: torch.Tensor, ctx: TokenContext) -> torch.Tensor:
+        batch, tokens, dim = h.shape
+        q, k, v = self.qkv(h).reshape(batch, tokens, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(out.transpose(1, 2).reshape(batch, tokens, dim))
+
+
+class Mlp(PreNormResidual):
+    def __init__(self, dim: int, ratio: int):
+        super().__init__(dim)
+        self.fc1 = nn.Linear(dim, ratio * dim)
+        self.fc2 = nn.Linear(ratio * dim, dim)
+
+    def branch(self, h: torch.Tensor, ctx: TokenContext) -> torch.Tensor:
+        return self.fc2(F.gelu(self.fc1(h)))
+
+
+class GridConv(PreNormResidual):
+    """Depthwise convolution over the patch grid; the CLS token gets a zero branch (it has no grid position)."""
+
+    def __init__(self, dim: int, kernel: int):
+        super().__init__(dim)
+        self.conv = nn.Conv2d(dim, dim, kernel, padding=kernel // 2, groups=dim)
+
+    def branch(self, h: torch.Tensor, ctx: TokenContext) -> torch.Tensor:
+        cls, patches = h[:, :1], h[:, 1:]
+        batch, _, dim = patches.shape
+        height, width = ctx.grid
+        if ctx.patch_index is not None:
+            # Unselected tokens keep their bypass value; normalise it the same way so the conv sees one field.
+            canvas = self.norm(ctx.bypass_patches)
+            gather_index = ctx.patch_index.unsqueeze(-1).expand(-1, -1, dim)
+            patches = canvas.scatter(1, gather_index, patches)
+        grid = patches.transpose(1, 2).reshape(batch, dim, height, width)
+        mixed = self.conv(grid).flatten(2).transpose(1, 2)
+        if ctx.patch_index is not None:
+            mixed = mixed.gather(1, gather_index)
+        return torch.cat([torch.zeros_like(cls), mixed], dim=1)
+
+
+def build_op(name: str, dim: int) -> nn.Module:
+    """Instantiate the op called ``name`` for embedding width ``dim``."""
+    spec = parse_op(name, dim)
+    if spec.family == "none":
+        return Zero()
+    if spec.family == "skip":
+        return Identity()
+    if spec.family == "attn":
+        return SelfAttention(dim, spec.arg)
+    if spec.family == "mlp":
+        return Mlp(dim, spec.arg)
+    return GridConv(dim, spec.arg)
+
+
+def init_vit_weights(module: nn.Module) -> None:
+    """timm-style ViT init: truncated-normal linear weights (std 0.02), zero biases, unit LayerNorms."""
+    if isinstance(module, nn.Linear):
+        nn.init.trunc_normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Conv2d):
+        nn.init.kaiming_normal_(module.weight, mode="fan_out")
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+
+def grid_size(image_size: int, patch_size: int) -> tuple[int, int]:
+    side = image_size // patch_size
+    return side, side
+
+
+def num_patches(image_size: int, patch_size: int) -> int:
+    return math.prod(grid_size(image_size, patch_size))

@@ -1,0 +1,278 @@
+"""The progressive DASViT search loop, with per-epoch records, checkpoints and exact resume.
+
+Every random stream (weight init, data order, augmentation) is derived from ``(seed, stage, epoch)``, so a run
+resumed from the checkpoint written after epoch k replays exactly what an uninterrupted run does from there:
+the same seed gives the same genotype on CPU, interrupted or not.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from dasvit.architect import Architect
+from dasvit.config import ConfigError, SearchConfig
+from dasvit.data import ImageData, make_loader, search_splits
+from dasvit.genotype import Genotype, InputSpec
+from dasvit.io import atomic_torch_save, atomic_write_text
+from dasvit.ops import parse_op
+from dasvit.progressive import prune_masks, stretch_masks
+from dasvit.supernet import Supernet
+
+CHECKPOINT = "checkpoint.pt"
+GENOTYPE = "genotype.json"
+
+
+def derived_seed(seed: int, *parts: int) -> int:
+    return int(np.random.SeedSequence([seed, *parts]).generate_state(1)[0])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class EpochRecord:
+    stage: int
+    depth: int
+    epoch: int  # within the stage
+    global_epoch: int
+    lr: float
+    train_loss: float
+    train_acc: float
+    val_loss: float  # on the whole search-val split after the epoch
+    val_acc: float
+    fairness_penalty: float
+    skip_share: float  # mean softmax weight of 'skip' over all edges
+    alpha_entropy: float  # mean entropy of the edge mixtures (nats)
+    seconds: float
+
+
+EpochCallback = Callable[["SearchRun", EpochRecord], None]
+
+
+class SearchRun:
+    """One progressive search on one data set; ``run`` drives it stage by stage, epoch by epoch."""
+
+    def __init__(self, config: SearchConfig, data: ImageData, device: str | torch.device = "cpu"):
+        self.config = config.validate()
+        self.device = torch.device(device)
+        image_size = config.data.resolved_image_size
+        self.input_spec = InputSpec(image_size, data.in_chans, data.num_classes)
+        self.train_set, self.val_set = search_splits(data, image_size, config.seed)
+        if len(self.train_set) < config.batch_size or len(self.val_set) < config.batch_size:
+            raise ConfigError(
+                f"batch size {config.batch_size} is larger than the train ({len(self.train_set)}) "
+                f"or search-val ({len(self.val_set)}) split"
+            )
+        self.none_columns = [k for k, name in enumerate(config.ops) if parse_op(name).family == "none"]
+        self.skip_columns = [k for k, name in enumerate(config.ops) if parse_op(name).family == "skip"]
+        self.history: list[EpochRecord] = []
+        self.alpha_history: list[dict[str, Any]] = []
+        self.stage_summaries: list[dict[str, Any]] = []
+        self.stage = 0
+        self.epochs_done = 0
+        self._build_stage(0, [config.space.full_mask() for _ in range(config.stages[0].depth)])
+
+    # ----- stage set-up -------------------------------------------------------------------------------------------
+    def _build_stage(self, stage: int, masks: list[torch.Tensor]) -> None:
+        config, spec = self.config, self.config.stages[stage]
+        seed_everything(derived_seed(config.seed, stage))
+        self.stage, self.epochs_done = stage, 0
+        self.model = Supernet(
+            config.space, spec.depth, config.embed_dim, config.resolved_patch_size, self.input_spec,
+            keep_ratio=config.keep_ratio, masks=masks,
+        ).to(self.device)
+        self.w_optimizer = torch.optim.AdamW(
+            self.model.weight_parameters(), lr=config.w_lr, weight_decay=config.w_weight_decay
+        )
+        steps = spec.epochs * (len(self.train_set) // config.batch_size)
+        self.w_scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.w_optimizer, T_max=max(1, steps))
+        self.architect = Architect(
+            self.model, lr=config.alpha_lr, weight_decay=config.alpha_weight_decay,
+            fairness_lambda=config.fairness_lambda, second_order=config.second_order,
+        )
+
+    def _next_stage_masks(self) -> list[torch.Tensor]:
+        spec = self.config.stages[self.stage + 1]
+        masks = self.model.masks
+        if spec.ops is not None:
+            masks = prune_masks(self.model.arch_parameters(), masks, self.none_columns, spec.ops)
+        return stretch_masks([m.cpu() for m in masks], spec.depth)
+
+    # ----- one epoch ----------------------------------------------------------------------------------------------
+    def _loaders(self) -> tuple[torch.utils.data.DataLoader, torch.utils.data.DataLoader]:
+        seed = derived_seed(self.config.seed, self.stage, self.epochs_done)
+        seed_everything(seed)
+        batch = self.config.batch_size
+        return (
+            make_loader(self.train_set, batch, shuffle=True, seed=seed, drop_last=True),
+            make_loader(self.val_set, batch, shuffle=True, seed=seed + 1, drop_last=True),
+        )
+
+    def train_epoch(self, progress: bool = False) -> EpochRecord:
+        start = time.perf_counter()
+        self.model.train()
+        train_loader, val_loader = self._loaders()
+        totals = np.zeros(3)  # loss sum, correct, count
+        penalty = 0.0
+        lr = self.w_scheduler.get_last_lr()[0]  # at the epoch's start
+        steps = tqdm(zip(train_loader, val_loader), total=len(train_loader), leave=False, disable=not progress,
+                     desc=f"stage {self.stage} epoch {self.epochs_done}")
+        for (x_train, y_train), (x_val, y_val) in steps:
+            train_batch = (x_train.to(self.device), y_train.to(self.device))
+            val_batch = (x_val.to(self.device), y_val.to(self.device))
+            xi = self.w_scheduler.get_last_lr()[0]
+            penalty = self.architect.step(train_batch, val_batch, xi=xi).fairness
+            logits = self.model(train_batch[0])
+            loss = F.cross_entropy(logits, train_batch[1])
+            self.w_optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.model.weight_parameters(), self.config.grad_clip)
+            self.w_optimizer.step()
+            self.w_scheduler.step()
+            totals += (float(loss.detach()) * len(y_train), int((logits.argmax(1) == train_batch[1]).sum()), len(y_train))
+        val_loss, val_acc = self.evaluate()
+        weights = [w.detach().cpu() for w in self.model.op_weights()]
+        record = EpochRecord(
+            stage=self.stage,
+            depth=len(self.model.blocks),
+            epoch=self.epochs_done,
+            global_epoch=len(self.history),
+            lr=lr,
+            train_loss=float(totals[0] / totals[2]),
+            train_acc=float(totals[1] / totals[2]),
+            val_loss=val_loss,
+            val_acc=val_acc,
+            fairness_penalty=penalty,
+            skip_share=float(torch.cat([w[:, self.skip_columns].sum(1) for w in weights]).mean()),
+            alpha_entropy=float(torch.cat([-(w * w.clamp_min(1e-12).log()).sum(1) for w in weights]).mean()),
+            seconds=time.perf_counter() - start,
+        )
+        self.epochs_done += 1
+        self.history.append(record)
+        self.alpha_history.append(
+            {"stage": self.stage, "epoch": record.epoch, "global_epoch": record.global_epoch,
+             "weights": [w.tolist() for w in weights]}
+        )
+        return record
+
+    @torch.no_grad()
+    def evaluate(self) -> tuple[float, float]:
+        """Loss and accuracy of the supernet on the whole search-val split."""
+        self.model.eval()
+        loss_sum, correct = 0.0, 0
+        for images, labels in make_loader(self.val_set, 256, shuffle=False):
+            logits = self.model(images.to(self.device))
+            labels = labels.to(self.device)
+            loss_sum += float(F.cross_entropy(logits, labels, reduction="sum"))
+            correct += int((logits.argmax(1) == labels).sum())
+        self.model.train()
+        return loss_sum / len(self.val_set), correct / len(self.val_set)
+
+    # ----- driving the stages ---------------------------------------------------------------------------------------
+    @property
+    def finished(self) -> bool:
+        return self.stage == len(self.config.stages) - 1 and self.epochs_done == self.config.stages[-1].epochs
+
+    def advance(self, progress: bool = False) -> EpochRecord:
+        """Train the next epoch, moving to the next stage first when the current one is complete."""
+        if self.finished:
+            raise RuntimeError("the search is already finished")
+        if self.epochs_done == self.config.stages[self.stage].epochs:
+            self._close_stage()
+            self._build_stage(self.stage + 1, self._next_stage_masks())
+        return self.train_epoch(progress)
+
+    def _close_stage(self) -> None:
+        if len(self.stage_summaries) > self.stage:  # already closed (a finished run that was resumed)
+            return
+        self.stage_summaries.append(
+            {"stage": self.stage, "depth": len(self.model.blocks),
+             "op_weights": [w.detach().cpu().tolist() for w in self.model.op_weights()],
+             "masks": [m.cpu().tolist() for m in self.model.masks]}
+        )
+
+    def genotype(self) -> Genotype:
+        meta = {"dataset": self.config.data.dataset, "keep_ratio": self.config.keep_ratio,
+                "fairness_lambda": self.config.fairness_lambda, "seed": self.config.seed,
+                "second_order": self.config.second_order}
+        return self.model.genotype(meta)
+
+    def run(self, out_dir: str | Path | None = None, progress: bool = False,
+            on_epoch_end: EpochCallback | None = None) -> Genotype:
+        """Run to the end (from wherever a resumed run stands); write outputs to ``out_dir`` after every epoch."""
+        total = sum(s.epochs for s in self.config.stages)
+        with tqdm(total=total, initial=len(self.history), disable=not progress, desc="search") as bar:
+            while not self.finished:
+                record = self.advance(progress)
+                bar.update(1)
+                bar.set_postfix(stage=record.stage, val_acc=f"{record.val_acc:.3f}", skip=f"{record.skip_share:.2f}")
+                if out_dir is not None:
+                    self.write_outputs(Path(out_dir))
+                if on_epoch_end is not None:
+                    on_epoch_end(self, record)
+        self._close_stage()
+        genotype = self.genotype()
+        if out_dir is not None:
+            self.write_outputs(Path(out_dir))
+            genotype.save(Path(out_dir) / GENOTYPE)
+        return genotype
+
+    # ----- persistence --------------------------------------------------------------------------------------------
+    def write_outputs(self, out_dir: Path) -> None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out_dir / "config.json", json.dumps(self.config.to_dict(), indent=2) + "\n")
+        atomic_write_text(out_dir / "metrics.csv", pd.DataFrame([asdict(r) for r in self.history]).to_csv(index=False))
+        alpha = {"ops": list(self.config.ops), "epochs": self.alpha_history, "stages": self.stage_summaries}
+        atomic_write_text(out_dir / "alpha_history.json", json.dumps(alpha) + "\n")
+        atomic_torch_save(out_dir / CHECKPOINT, self.state_dict())
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "config": self.config.to_dict(),
+            "stage": self.stage,
+            "epochs_done": self.epochs_done,
+            "masks": [m.cpu() for m in self.model.masks],
+            "model": self.model.state_dict(),
+            "w_optimizer": self.w_optimizer.state_dict(),
+            "w_scheduler": self.w_scheduler.state_dict(),
+            "alpha_optimizer": self.architect.optimizer.state_dict(),
+            "history": [asdict(r) for r in self.history],
+            "alpha_history": self.alpha_history,
+            "stage_summaries": self.stage_summaries,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state["config"] != self.config.to_dict():
+            changed = sorted(k for k, v in self.config.to_dict().items() if state["config"].get(k) != v)
+            raise ConfigError(f"the checkpoint was written with a different config (differs in: {', '.join(changed)})")
+        self._build_stage(state["stage"], state["masks"])
+        self.epochs_done = state["epochs_done"]
+        self.model.load_state_dict(state["model"])
+        self.w_optimizer.load_state_dict(state["w_optimizer"])
+        self.w_scheduler.load_state_dict(state["w_scheduler"])
+        self.architect.optimizer.load_state_dict(state["alpha_optimizer"])
+        self.history = [EpochRecord(**r) for r in state["history"]]
+        self.alpha_history = state["alpha_history"]
+        self.stage_summaries = state["stage_summaries"]
+
+    def resume_from(self, out_dir: str | Path) -> bool:
+        """Load ``out_dir``'s checkpoint if there is one; return whether it did."""
+        path = Path(out_dir) / CHECKPOINT
+        if not path.is_file():
+            return False
+        self.load_state_dict(torch.load(path, map_location=self.device, weights_only=True))
+        return True

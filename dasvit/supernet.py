@@ -1,0 +1,115 @@
+"""The one-shot supernet: every edge of every block holds a softmax(alpha)-weighted mixture of all candidate ops.
+
+Alpha lives in one tensor per block, shape (edges, ops), registered apart from the network weights so the two can
+have their own optimisers (bilevel optimisation). A boolean mask per block marks the ops the progressive search
+has not pruned: pruned ops are neither built nor evaluated and get weight 0.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from dasvit.backbone import ViTHead, ViTStem
+from dasvit.genotype import Genotype, InputSpec, derive_genotype
+from dasvit.ops import TokenContext, build_op, init_vit_weights, parse_op
+from dasvit.search_space import SearchSpace, dag_edges, masked_softmax
+from dasvit.token_selection import merge_tokens, select_tokens, validate_keep_ratio
+
+
+class MixedOp(nn.Module):
+    """``sum_o w_o * o(x)`` over the edge's active ops; ``none`` only takes part through the softmax."""
+
+    def __init__(self, op_names: tuple[str, ...], active: torch.Tensor, dim: int):
+        super().__init__()
+        self.columns = [k for k, name in enumerate(op_names) if active[k] and parse_op(name).family != "none"]
+        self.ops = nn.ModuleList(build_op(op_names[k], dim) for k in self.columns)
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor, ctx: TokenContext) -> torch.Tensor:
+        return sum(weights[k] * op(x, ctx) for k, op in zip(self.columns, self.ops))
+
+
+class SearchBlock(nn.Module):
+    def __init__(self, space: SearchSpace, mask: torch.Tensor, dim: int):
+        super().__init__()
+        self.nodes = space.nodes
+        self.edges = dag_edges(space.nodes)
+        self.register_buffer("mask", mask.clone())
+        self.mixed = nn.ModuleList(MixedOp(space.ops, mask[e], dim) for e in range(len(self.edges)))
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor, grid: tuple[int, int], keep_ratio: float) -> torch.Tensor:
+        if keep_ratio < 1.0:
+            selected, patch_index = select_tokens(x, keep_ratio)
+            ctx = TokenContext(grid, patch_index, x[:, 1:])
+        else:
+            selected, ctx = x, TokenContext(grid)
+        states = [selected]
+        for j in range(1, self.nodes + 1):
+            states.append(
+                sum(self.mixed[e](states[i], weights[e], ctx) for e, (i, t) in enumerate(self.edges) if t == j)
+            )
+        out = states[-1]
+        return merge_tokens(x, out, ctx.patch_index) if ctx.patch_index is not None else out
+
+
+class Supernet(nn.Module):
+    def __init__(
+        self,
+        space: SearchSpace,
+        depth: int,
+        embed_dim: int,
+        patch_size: int,
+        input_spec: InputSpec,
+        keep_ratio: float = 1.0,
+        masks: list[torch.Tensor] | None = None,
+    ):
+        super().__init__()
+        space.validate(embed_dim)
+        self.space = space
+        self.embed_dim = embed_dim
+        self.patch_size = patch_size
+        self.input_spec = input_spec
+        self.keep_ratio = validate_keep_ratio(keep_ratio)
+        masks = masks if masks is not None else [space.full_mask() for _ in range(depth)]
+        if len(masks) != depth:
+            raise ValueError(f"got {len(masks)} op masks for a supernet of depth {depth}")
+        self.stem = ViTStem(input_spec.image_size, patch_size, input_spec.in_chans, embed_dim)
+        self.blocks = nn.ModuleList(SearchBlock(space, m, embed_dim) for m in masks)
+        self.head = ViTHead(embed_dim, input_spec.num_classes)
+        self.apply(init_vit_weights)
+        self.alphas = nn.ParameterList(
+            nn.Parameter(torch.zeros(space.num_edges, len(space.ops))) for _ in range(depth)
+        )
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        return list(self.alphas)
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        return [p for name, p in self.named_parameters() if not name.startswith("alphas.")]
+
+    @property
+    def masks(self) -> list[torch.Tensor]:
+        return [block.mask for block in self.blocks]
+
+    def op_weights(self) -> list[torch.Tensor]:
+        """Per block, the (edges, ops) mixing weights softmax(alpha) with pruned ops at 0."""
+        return [masked_softmax(alpha, mask) for alpha, mask in zip(self.alphas, self.masks)]
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        tokens = self.stem(images)
+        for block, weights in zip(self.blocks, self.op_weights()):
+            tokens = block(tokens, weights, self.stem.grid, self.keep_ratio)
+        return self.head(tokens)
+
+    def genotype(self, meta: dict | None = None) -> Genotype:
+        return derive_genotype(
+            list(self.alphas),
+            self.masks,
+            list(self.space.ops),
+            self.space.nodes,
+            self.space.edges_per_node,
+            self.embed_dim,
+            self.patch_size,
+            self.input_spec,
+            meta,
+        )
