@@ -35,7 +35,8 @@ class AlphaStepResult:
 
 @contextmanager
 def _shifted(params: list[torch.Tensor], direction: list[torch.Tensor], scale: float) -> Iterator[None]:
-    """Temporarily move ``params`` by ``scale * direction`` in place."""
+    """Temporarily move ``params`` by ``scale * direction`` in place; restore them bit for bit afterwards."""
+    saved = [p.detach().clone() for p in params]
     with torch.no_grad():
         for p, d in zip(params, direction):
             p.add_(d, alpha=scale)
@@ -43,8 +44,8 @@ def _shifted(params: list[torch.Tensor], direction: list[torch.Tensor], scale: f
         yield
     finally:
         with torch.no_grad():
-            for p, d in zip(params, direction):
-                p.sub_(d, alpha=scale)
+            for p, s in zip(params, saved):
+                p.copy_(s)
 
 
 class Architect:

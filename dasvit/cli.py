@@ -152,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--config", help="YAML/JSON search config (flags override it)")
     search.add_argument("--keep-ratio", type=float, help="token keep ratio r in (0, 1]; 1 = plain DARTS")
     search.add_argument("--lambda", dest="fairness_lambda", type=float, help="operation-fairness coefficient >= 0")
-    search.add_argument("--stages", help="progressive schedule depth:epochs[:ops],... (default 2:2,3:2:4,4:2:2)")
+    search.add_argument("--stages", help="progressive schedule depth:epochs[:ops],... (default 2:3,3:3:4,4:3:2)")
     search.add_argument("--epochs", type=int, help="epochs of every stage (overrides the schedule's)")
     search.add_argument("--ops", help="comma-separated candidate ops, e.g. none,skip,attn_h2,mlp_r4,conv_k3")
     search.add_argument("--nodes", type=int, help="intermediate nodes per block")

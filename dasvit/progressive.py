@@ -32,9 +32,9 @@ class StageSpec:
 
 
 DEFAULT_STAGES = (
-    StageSpec(depth=2, epochs=2),
-    StageSpec(depth=3, epochs=2, ops=4),
-    StageSpec(depth=4, epochs=2, ops=2),
+    StageSpec(depth=2, epochs=3),
+    StageSpec(depth=3, epochs=3, ops=4),
+    StageSpec(depth=4, epochs=3, ops=2),
 )
 
 

@@ -1,0 +1,101 @@
+"""Bad input exits 2 with a message naming the value and writes nothing; good input runs end to end."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from dasvit.cli import main
+
+TINY = ["--dataset", "digits", "--embed-dim", "16", "--stages", "1:1,2:1:2", "--ops", "none,skip,attn_h2,conv_k3",
+        "--batch-size", "64", "--quiet"]
+
+
+def _bad_genotype(tmp_path, text):
+    path = tmp_path / "bad.json"
+    path.write_text(text)
+    return str(path)
+
+
+CYCLIC = json.dumps({"version": 1, "embed_dim": 16, "patch_size": 2, "input": {"image_size": 8, "in_chans": 1, "num_classes": 10},
+                     "blocks": [{"nodes": 2, "edges": [{"from": 0, "to": 1, "op": "skip"}, {"from": 2, "to": 1, "op": "skip"},
+                                                        {"from": 1, "to": 2, "op": "skip"}]}]})
+
+SEARCH_CASES = [
+    (["--keep-ratio", "0"], "keep ratio 0.0 is outside (0, 1]"),
+    (["--keep-ratio", "1.5"], "keep ratio 1.5 is outside (0, 1]"),
+    (["--lambda", "-1"], "fairness lambda -1.0 must be >= 0"),
+    (["--ops", "none,skip,attn_q2"], "unknown op 'attn_q2'"),
+    (["--ops", ""], "the op set is empty"),
+    (["--ops", "none"], "no op other than 'none'"),
+    (["--epochs", "0"], "epochs must be an integer >= 1, got 0"),
+    (["--stages", "0:1"], "depth must be an integer >= 1, got 0"),
+    (["--stages", "two"], "stage 'two'"),
+    (["--image-size", "9"], "image size 9 is not divisible by patch size 2"),
+    (["--dataset", "cifar10"], "needs a data root"),
+    (["--dataset", "cifar10", "--data-root", "/nonexistent/cifar"], "data root '/nonexistent/cifar' does not exist"),
+    (["--batch-size", "100000"], "batch size 100000 is larger than"),
+]
+
+
+@pytest.mark.parametrize("extra,needle", SEARCH_CASES, ids=[" ".join(c[0]) for c in SEARCH_CASES])
+def test_bad_search_input_exits_2_and_writes_nothing(extra, needle, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["search", *TINY, "--out", str(out), *extra]) == 2
+    assert needle in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_config_file_with_unknown_key(tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text("keep_ratio: 0.5\nkeep_raito: 0.3\n")
+    out = tmp_path / "out"
+    assert main(["search", "--config", str(config), "--out", str(out)]) == 2
+    assert "unknown search config key(s): 'keep_raito'" in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "text,needle",
+    [("{not json", "not valid JSON"), ('{"version": 1', "not valid JSON"), (CYCLIC, "makes a cycle"),
+     ('{"version": 7}', "unsupported version 7"), ("[]", "expected a JSON object")],
+)
+@pytest.mark.parametrize("command", ["retrain", "show"])
+def test_bad_genotype_exits_2(command, text, needle, tmp_path, capsys):
+    out = tmp_path / "out"
+    extra = ["--out", str(out)] if command == "retrain" else []
+    assert main([command, _bad_genotype(tmp_path, text), *extra]) == 2
+    assert needle in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_search_refuses_to_overwrite_without_resume(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["search", *TINY, "--out", str(out)]) == 0
+    assert main(["search", *TINY, "--out", str(out)]) == 2
+    assert "pass --resume" in capsys.readouterr().err
+    assert main(["search", *TINY, "--out", str(out), "--resume"]) == 0  # a finished search resumes to the same end
+
+
+def test_console_script_search_retrain_show(tmp_path):
+    out = tmp_path / "search"
+    run = lambda *args: subprocess.run([sys.executable, "-m", "dasvit.cli", *args], capture_output=True, text=True)
+    searched = run("search", *TINY, "--out", str(out))
+    assert searched.returncode == 0, searched.stderr
+    for name in ("genotype.json", "metrics.csv", "alpha_history.json", "config.json", "checkpoint.pt"):
+        assert (out / name).is_file()
+    retrained = run("retrain", str(out / "genotype.json"), "--epochs", "1", "--out", str(tmp_path / "retrain"), "--quiet")
+    assert retrained.returncode == 0, retrained.stderr
+    result = json.loads(retrained.stdout)
+    assert result["dataset"] == "digits" and 0 <= result["test_acc"] <= 1
+    shown = run("show", str(out / "genotype.json"))
+    assert shown.returncode == 0 and f"params: {result['params']:,}" in shown.stdout
+    bad = run("search", *TINY, "--keep-ratio", "2", "--out", str(tmp_path / "bad"))
+    assert bad.returncode == 2 and "keep ratio 2.0" in bad.stderr
+
+
+def test_show_vit_b16_prints_torchvision_counts(capsys):
+    assert main(["show", "vit_b16", "--image-size", "224", "--num-classes", "1000"]) == 0
+    printed = capsys.readouterr().out
+    assert "params: 86,567,656" in printed and "17.56 GMACs" in printed

@@ -1,0 +1,55 @@
+import pytest
+import torch
+
+from conftest import TINY_OPS, random_batch, tiny_supernet
+from dasvit.architect import Architect
+from dasvit.fairness import skip_excess_penalty, validate_lambda
+
+FAMILIES = ["none", "skip", "attn", "mlp", "conv"]
+
+
+def test_zero_while_skip_holds_its_fair_share():
+    alpha = torch.zeros(3, 5)
+    mask = torch.ones(3, 5, dtype=torch.bool)
+    assert float(skip_excess_penalty([alpha], [mask], FAMILIES)) == 0.0
+
+
+def test_formula_on_a_dominant_skip():
+    alpha = torch.tensor([[0.0, 4.0, 0.0, 0.0, 0.0]])
+    mask = torch.ones(1, 5, dtype=torch.bool)
+    p_skip = torch.softmax(alpha, -1)[0, 1]
+    expected = (p_skip - 1 / 5) ** 2
+    assert torch.allclose(skip_excess_penalty([alpha], [mask], FAMILIES), expected)
+    # pruning ops shrinks the number of families, raising skip's fair share
+    mask[0, 3:] = False
+    p_skip = torch.softmax(alpha[0, :3], -1)[1]
+    assert torch.allclose(skip_excess_penalty([alpha], [mask], FAMILIES), (p_skip - 1 / 3) ** 2)
+
+
+def test_same_family_ops_count_once():
+    families = ["none", "skip", "attn", "attn"]
+    alpha = torch.tensor([[0.0, 3.0, 0.0, 0.0]])
+    mask = torch.tensor([[True, True, True, False]])
+    p_skip = torch.softmax(alpha[0, :3], -1)[1]
+    assert torch.allclose(skip_excess_penalty([alpha], [mask], families), (p_skip - 1 / 3) ** 2)
+
+
+@pytest.mark.parametrize("value", [-0.1, float("nan"), "1"])
+def test_lambda_must_be_non_negative(value):
+    with pytest.raises(ValueError, match="must be >= 0"):
+        validate_lambda(value)
+
+
+def _skip_share_after_steps(fairness_lambda: float) -> float:
+    model = tiny_supernet(depth=1)
+    with torch.no_grad():
+        model.alphas[0][:, TINY_OPS.index("skip")] = 2.0  # start from a skip-dominated mixture
+    architect = Architect(model, lr=0.05, fairness_lambda=fairness_lambda)
+    for step in range(10):
+        architect.step(random_batch(seed=step), random_batch(seed=100 + step), xi=0.0)
+    return float(model.op_weights()[0][:, TINY_OPS.index("skip")].mean().detach())
+
+
+def test_regulariser_pushes_skip_back_and_lambda_zero_switches_it_off():
+    without, with_penalty = _skip_share_after_steps(0.0), _skip_share_after_steps(5.0)
+    assert with_penalty < without - 0.05

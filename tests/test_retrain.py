@@ -1,0 +1,40 @@
+import json
+
+import pytest
+import torch
+
+from dasvit.config import ConfigError, DataConfig, RetrainConfig
+from dasvit.genotype import genotype_from_dict
+from dasvit.retrain import retrain, warmup_cosine
+
+GENOTYPE = {
+    "version": 1, "embed_dim": 16, "patch_size": 2, "input": {"image_size": 8, "in_chans": 1, "num_classes": 10},
+    "blocks": [{"nodes": 2, "edges": [{"from": 0, "to": 1, "op": "conv_k3"}, {"from": 1, "to": 2, "op": "attn_h2"}]}],
+}
+
+
+def test_retrain_learns_digits_and_writes_results(digits, tmp_path):
+    config = RetrainConfig(data=DataConfig("digits"), epochs=6, batch_size=64, lr=3e-3)
+    result = retrain(genotype_from_dict(GENOTYPE), config, digits, out_dir=tmp_path)
+    assert result.test_acc > 0.3  # chance is 0.1
+    assert json.loads((tmp_path / "result.json").read_text())["params"] == result.params > 0
+    assert result.macs > 0
+    state = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert not any("alpha" in key for key in state)
+
+
+def test_warmup_then_cosine():
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    schedule = warmup_cosine(optimizer, warmup_steps=4, total_steps=12)
+    lrs = []
+    for _ in range(12):
+        lrs.append(schedule.get_last_lr()[0])
+        optimizer.step()
+        schedule.step()
+    assert lrs[0] == pytest.approx(0.01) and lrs[4] == pytest.approx(1.0)
+    assert all(a < b for a, b in zip(lrs[:4], lrs[1:5])) and all(a > b for a, b in zip(lrs[4:], lrs[5:]))
+
+
+def test_retrain_rejects_indivisible_image_size():
+    with pytest.raises(ConfigError, match="image size 9 is not divisible by patch size 2"):
+        RetrainConfig(data=DataConfig("digits", image_size=9)).validate(2)

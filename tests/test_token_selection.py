@@ -1,0 +1,70 @@
+import math
+
+import pytest
+import torch
+
+from conftest import random_batch, tiny_supernet
+from dasvit.token_selection import cls_attention_scores, merge_tokens, num_kept, select_tokens, validate_keep_ratio
+
+
+@pytest.mark.parametrize("ratio", [0.1, 0.25, 0.5, 0.9, 1.0])
+def test_selects_ceil_r_n_tokens_in_grid_order(ratio):
+    tokens = torch.randn(3, 1 + 49, 8)
+    selected, index = select_tokens(tokens, ratio)
+    k = math.ceil(ratio * 49)
+    assert selected.shape == (3, 1 + k, 8) and index.shape == (3, k)
+    assert torch.equal(selected[:, 0], tokens[:, 0])
+    assert bool((index[:, 1:] > index[:, :-1]).all())
+    top = cls_attention_scores(tokens).topk(k, dim=1).indices.sort(dim=1).values
+    assert torch.equal(index, top)
+
+
+@pytest.mark.parametrize("ratio", [0.0, -0.5, 1.01, float("nan")])
+def test_rejects_ratios_outside_unit_interval(ratio):
+    with pytest.raises(ValueError, match="outside \\(0, 1\\]"):
+        validate_keep_ratio(ratio)
+
+
+def test_merge_writes_back_only_selected():
+    tokens = torch.randn(2, 10, 4)
+    selected, index = select_tokens(tokens, 0.3)
+    merged = merge_tokens(tokens, selected + 1.0, index)
+    changed = (merged != tokens).any(-1)
+    assert changed[:, 0].all()
+    for b in range(2):
+        expected = torch.zeros(9, dtype=torch.bool)
+        expected[index[b]] = True
+        assert torch.equal(changed[b, 1:], expected)
+
+
+def test_unselected_tokens_bypass_each_block_unchanged():
+    model = tiny_supernet(keep_ratio=0.25)
+    images, _ = random_batch()
+    tokens = model.stem(images)
+    block, weights = model.blocks[0], model.op_weights()[0]
+    out = block(tokens, weights, model.stem.grid, 0.25)
+    _, index = select_tokens(tokens, 0.25)
+    bypass = torch.ones(tokens.shape[:2], dtype=torch.bool)
+    bypass[:, 0] = False
+    bypass[:, 1:].scatter_(1, index, False)
+    assert num_kept(16, 0.25) == 4 and int((~bypass[:, 1:]).sum(1)[0]) == 4
+    assert torch.equal(out[bypass], tokens[bypass])
+    assert not torch.allclose(out[~bypass], tokens[~bypass])
+
+
+def test_gradients_reach_alpha_under_selection():
+    model = tiny_supernet(keep_ratio=0.25)
+    images, labels = random_batch()
+    torch.nn.functional.cross_entropy(model(images), labels).backward()
+    for alpha, mask in zip(model.arch_parameters(), model.masks):
+        assert alpha.grad is not None
+        # every op that is evaluated (all but 'none', column 0) gets a non-zero gradient
+        assert bool((alpha.grad[:, 1:] != 0).all())
+
+
+def test_selection_of_every_token_equals_plain_darts():
+    model = tiny_supernet(keep_ratio=1.0)
+    images, _ = random_batch()
+    plain = model(images)
+    model.keep_ratio = 0.99  # ceil(0.99 * 16) = 16: all tokens go through the selection/merge path
+    assert torch.allclose(model(images), plain, atol=1e-5)
