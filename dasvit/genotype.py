@@ -99,13 +99,6 @@ class Genotype:
     def save(self, path: str | Path) -> None:
         atomic_write_text(path, self.to_json())
 
-    def op_counts(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for block in self.blocks:
-            for edge in block.live_edges():
-                counts[edge.op] = counts.get(edge.op, 0) + 1
-        return counts
-
 
 def _require(data: dict[str, Any], key: str, where: str, kind: type | tuple[type, ...]) -> Any:
     if key not in data:

@@ -1,4 +1,4 @@
-"""Parameter and MAC counts.
+"""What a model measures: parameters, MACs and accuracy.
 
 Convention: MACs are multiply-accumulates of the matmuls, convolutions and attention products counted by
 ``torch.utils.flop_counter`` for one image; FLOPs = 2 x MACs. Element-wise work (LayerNorm, GELU, softmax) is not
@@ -8,9 +8,13 @@ counted, as in torchvision's and timm's published figures (ViT-B/16 at 224 px: 1
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import Dataset
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
+
+from dasvit.data import make_loader
 
 
 def count_params(model: nn.Module) -> int:
@@ -32,3 +36,18 @@ def count_macs(model: nn.Module, image_size: int, in_chans: int) -> int:
     finally:
         model.train(was_training)
     return counter.get_total_flops() // 2
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, dataset: Dataset, device: torch.device, batch_size: int = 256) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``model`` over ``dataset`` (eval mode, no gradients)."""
+    was_training = model.training
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    for images, labels in make_loader(dataset, batch_size, shuffle=False):
+        logits = model(images.to(device))
+        labels = labels.to(device)
+        loss_sum += float(F.cross_entropy(logits, labels, reduction="sum"))
+        correct += int((logits.argmax(1) == labels).sum())
+    model.train(was_training)
+    return loss_sum / len(dataset), correct / len(dataset)

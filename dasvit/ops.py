@@ -17,7 +17,6 @@ Op names (the genotype vocabulary):
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 
@@ -39,10 +38,6 @@ class OpSpec:
     name: str
     family: str
     arg: int = 0
-
-    @property
-    def parametric(self) -> bool:
-        return self.family not in ("none", "skip")
 
 
 def parse_op(name: str, dim: int | None = None) -> OpSpec:
@@ -182,7 +177,3 @@ def init_vit_weights(module: nn.Module) -> None:
 def grid_size(image_size: int, patch_size: int) -> tuple[int, int]:
     side = image_size // patch_size
     return side, side
-
-
-def num_patches(image_size: int, patch_size: int) -> int:
-    return math.prod(grid_size(image_size, patch_size))

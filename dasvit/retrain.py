@@ -18,9 +18,9 @@ from dasvit.config import RetrainConfig
 from dasvit.data import ImageData, make_loader, retrain_splits
 from dasvit.genotype import Genotype
 from dasvit.io import atomic_torch_save, atomic_write_text
-from dasvit.metrics import count_macs, count_params
+from dasvit.metrics import count_macs, count_params, evaluate
 from dasvit.model import DiscreteViT, build_model
-from dasvit.search import derived_seed, seed_everything
+from dasvit.seeding import derived_seed, seed_everything
 
 
 @dataclass
@@ -33,26 +33,15 @@ class RetrainResult:
     seconds: float
 
 
-def warmup_cosine(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int) -> torch.optim.lr_scheduler.LRScheduler:
+def warmup_cosine(
+    optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int
+) -> torch.optim.lr_scheduler.LRScheduler:
     """Linear warmup from 1% of the lr, then cosine decay to 0."""
     cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total_steps - warmup_steps))
     if warmup_steps == 0:
         return cosine
     warmup = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=0.01, total_iters=warmup_steps)
     return torch.optim.lr_scheduler.SequentialLR(optimizer, [warmup, cosine], milestones=[warmup_steps])
-
-
-@torch.no_grad()
-def evaluate(model: torch.nn.Module, dataset: torch.utils.data.Dataset, device: torch.device) -> tuple[float, float]:
-    model.eval()
-    loss_sum, correct = 0.0, 0
-    for images, labels in make_loader(dataset, 256, shuffle=False):
-        logits = model(images.to(device))
-        labels = labels.to(device)
-        loss_sum += float(F.cross_entropy(logits, labels, reduction="sum"))
-        correct += int((logits.argmax(1) == labels).sum())
-    model.train()
-    return loss_sum / len(dataset), correct / len(dataset)
 
 
 def retrain(

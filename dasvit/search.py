@@ -8,7 +8,6 @@ the same seed gives the same genotype on CPU, interrupted or not.
 from __future__ import annotations
 
 import json
-import random
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,22 +24,14 @@ from dasvit.config import ConfigError, SearchConfig
 from dasvit.data import ImageData, make_loader, search_splits
 from dasvit.genotype import Genotype, InputSpec
 from dasvit.io import atomic_torch_save, atomic_write_text
+from dasvit.metrics import evaluate
 from dasvit.ops import parse_op
 from dasvit.progressive import prune_masks, stretch_masks
+from dasvit.seeding import derived_seed, seed_everything
 from dasvit.supernet import Supernet
 
 CHECKPOINT = "checkpoint.pt"
 GENOTYPE = "genotype.json"
-
-
-def derived_seed(seed: int, *parts: int) -> int:
-    return int(np.random.SeedSequence([seed, *parts]).generate_state(1)[0])
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 @dataclass
@@ -144,7 +135,7 @@ class SearchRun:
             self.w_optimizer.step()
             self.w_scheduler.step()
             totals += (float(loss.detach()) * len(y_train), int((logits.argmax(1) == train_batch[1]).sum()), len(y_train))
-        val_loss, val_acc = self.evaluate()
+        val_loss, val_acc = evaluate(self.model, self.val_set, self.device)  # the whole search-val split
         weights = [w.detach().cpu() for w in self.model.op_weights()]
         record = EpochRecord(
             stage=self.stage,
@@ -168,19 +159,6 @@ class SearchRun:
              "weights": [w.tolist() for w in weights]}
         )
         return record
-
-    @torch.no_grad()
-    def evaluate(self) -> tuple[float, float]:
-        """Loss and accuracy of the supernet on the whole search-val split."""
-        self.model.eval()
-        loss_sum, correct = 0.0, 0
-        for images, labels in make_loader(self.val_set, 256, shuffle=False):
-            logits = self.model(images.to(self.device))
-            labels = labels.to(self.device)
-            loss_sum += float(F.cross_entropy(logits, labels, reduction="sum"))
-            correct += int((logits.argmax(1) == labels).sum())
-        self.model.train()
-        return loss_sum / len(self.val_set), correct / len(self.val_set)
 
     # ----- driving the stages ---------------------------------------------------------------------------------------
     @property
