@@ -3,8 +3,9 @@
 Stage s trains a supernet of ``depth`` blocks in which every edge keeps at most ``ops`` candidate ops besides
 ``none`` (``None``: all that are left; the first stage always searches the whole space). Between stages the
 weakest ops of each edge (lowest softmax weight) are pruned to the next stage's budget, and the op masks are
-stretched to the new depth: new block b inherits the mask of old block ``floor(b * old_depth / new_depth)``. Weights and alpha are re-initialised at each stage (as in P-DARTS), so
-alpha of a stage only reflects choices among the ops that survived; per-stage alpha and masks are recorded.
+stretched to the new depth: new block b inherits the mask of old block ``floor(b * old_depth / new_depth)``.
+Weights and alpha are re-initialised at each stage (as in P-DARTS), so alpha of a stage only reflects choices
+among the ops that survived; per-stage alpha and masks are recorded.
 """
 
 from __future__ import annotations
