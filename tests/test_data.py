@@ -9,37 +9,39 @@ from torchvision import datasets
 from dasvit.data import DataError, load_data, make_loader, retrain_splits, search_splits
 
 
-def write_cifar10(root, per_batch=6, seed=0):
-    """A tiny CIFAR-10 in torchvision's on-disk format (python pickles of uint8 rows)."""
+def write_cifar(root, name, per_file=6, seed=0):
+    """A tiny CIFAR-10/100 in torchvision's on-disk format (python pickles of uint8 rows)."""
     rng = np.random.default_rng(seed)
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
-    for name in names:
-        batch = {"data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
-                 "labels": rng.integers(0, 10, per_batch).tolist()}
-        (folder / name).write_bytes(pickle.dumps(batch))
-    meta = {"label_names": [f"class{i}" for i in range(10)]}
-    (folder / "batches.meta").write_bytes(pickle.dumps(meta))
+    classes, folder, files, label_key, meta_file, names_key = {
+        "cifar10": (10, "cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"], "labels",
+                    "batches.meta", "label_names"),
+        "cifar100": (100, "cifar-100-python", ["train", "test"], "fine_labels", "meta", "fine_label_names"),
+    }[name]
+    (root / folder).mkdir(parents=True)
+    for file in files:
+        batch = {"data": rng.integers(0, 256, (per_file, 3072), dtype=np.uint8),
+                 label_key: rng.integers(0, classes, per_file).tolist()}
+        (root / folder / file).write_bytes(pickle.dumps(batch))
+    (root / folder / meta_file).write_bytes(pickle.dumps({names_key: [f"class{i}" for i in range(classes)]}))
 
 
 @pytest.fixture
-def fake_cifar(tmp_path, monkeypatch):
-    write_cifar10(tmp_path)
+def skip_md5(monkeypatch):
     # The fixture's bytes differ from the real files, so torchvision's md5 checks would reject it.
     monkeypatch.setattr(datasets.CIFAR10, "_check_integrity", lambda self: True)
     monkeypatch.setattr(datasets.cifar, "check_integrity", lambda *args, **kwargs: True)
-    return tmp_path
 
 
-def test_cifar10_from_its_on_disk_format(fake_cifar):
-    data = load_data("cifar10", fake_cifar)
-    assert (len(data.trainval), len(data.test), data.num_classes, data.in_chans) == (30, 6, 10, 3)
+@pytest.mark.parametrize("name,sizes", [("cifar10", (30, 6, 10)), ("cifar100", (6, 6, 100))])
+def test_cifar_from_its_on_disk_format(name, sizes, tmp_path, skip_md5):
+    write_cifar(tmp_path, name)
+    data = load_data(name, tmp_path)
+    assert (len(data.trainval), len(data.test), data.num_classes, data.in_chans) == (*sizes, 3)
     train, val = search_splits(data, 32, seed=0)
     image, label = train[0]
-    assert image.shape == (3, 32, 32) and image.dtype == torch.float32 and 0 <= label < 10
-    images, labels = next(iter(make_loader(val, 4, shuffle=False)))
-    assert images.shape == (4, 3, 32, 32)
+    assert image.shape == (3, 32, 32) and image.dtype == torch.float32 and 0 <= label < sizes[2]
+    images, labels = next(iter(make_loader(val, 2, shuffle=False)))
+    assert images.shape == (2, 3, 32, 32)
 
 
 def test_cifar_errors_name_the_root(tmp_path):
