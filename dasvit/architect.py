@@ -19,6 +19,7 @@ from typing import Iterator
 import torch
 import torch.nn.functional as F
 
+from dasvit.distributed import average_gradients_
 from dasvit.fairness import skip_excess_penalty
 from dasvit.supernet import Supernet
 
@@ -98,6 +99,7 @@ class Architect:
 
     def step(self, train_batch: Batch, val_batch: Batch, xi: float) -> AlphaStepResult:
         alpha_grads, val_loss, logits = self.alpha_gradient(train_batch, val_batch, xi)
+        average_gradients_(alpha_grads)  # data-parallel: every rank takes the same alpha step
         alphas = self.model.arch_parameters()
         penalty = self.fairness_penalty()
         if self.fairness_lambda > 0:

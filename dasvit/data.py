@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from torchvision import datasets
 from torchvision.transforms import v2
 
@@ -211,7 +211,14 @@ def retrain_splits(data: ImageData, image_size: int) -> tuple[Dataset, Dataset]:
     return train, test
 
 
-def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int = 0, drop_last: bool = False) -> DataLoader:
-    """Single-process loader whose shuffling is fixed by ``seed``."""
+def make_loader(
+    dataset: Dataset, batch_size: int, shuffle: bool, seed: int = 0, drop_last: bool = False,
+    shard: tuple[int, int] = (0, 1),
+) -> DataLoader:
+    """In-process loader whose order is fixed by ``seed``; ``shard = (rank, world)`` gives each rank its part."""
+    rank, world = shard
+    if world > 1:
+        sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=shuffle, seed=seed, drop_last=True)
+        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last)
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, drop_last=drop_last)

@@ -39,15 +39,24 @@ def count_macs(model: nn.Module, image_size: int, in_chans: int) -> int:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, dataset: Dataset, device: torch.device, batch_size: int = 256) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of ``model`` over ``dataset`` (eval mode, no gradients)."""
+def evaluate_sums(
+    model: nn.Module, dataset: Dataset, device: torch.device, shard: tuple[int, int] = (0, 1), batch_size: int = 256
+) -> list[float]:
+    """[summed cross-entropy, correct, count] of ``model`` over (this rank's ``shard`` of) ``dataset``."""
     was_training = model.training
     model.eval()
-    loss_sum, correct = 0.0, 0
-    for images, labels in make_loader(dataset, batch_size, shuffle=False):
+    sums = [0.0, 0.0, 0.0]
+    for images, labels in make_loader(dataset, batch_size, shuffle=False, shard=shard):
         logits = model(images.to(device))
         labels = labels.to(device)
-        loss_sum += float(F.cross_entropy(logits, labels, reduction="sum"))
-        correct += int((logits.argmax(1) == labels).sum())
+        sums[0] += float(F.cross_entropy(logits, labels, reduction="sum"))
+        sums[1] += int((logits.argmax(1) == labels).sum())
+        sums[2] += len(labels)
     model.train(was_training)
-    return loss_sum / len(dataset), correct / len(dataset)
+    return sums
+
+
+def evaluate(model: nn.Module, dataset: Dataset, device: torch.device) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``model`` over ``dataset`` (eval mode, no gradients)."""
+    loss_sum, correct, count = evaluate_sums(model, dataset, device)
+    return loss_sum / count, correct / count

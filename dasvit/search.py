@@ -24,7 +24,8 @@ from dasvit.config import ConfigError, SearchConfig
 from dasvit.data import ImageData, make_loader, search_splits
 from dasvit.genotype import Genotype, InputSpec
 from dasvit.io import atomic_torch_save, atomic_write_text
-from dasvit.metrics import evaluate
+from dasvit.distributed import average_gradients_, rank, sum_over_ranks, world_size
+from dasvit.metrics import evaluate_sums
 from dasvit.ops import parse_op
 from dasvit.progressive import prune_masks, stretch_masks
 from dasvit.seeding import derived_seed, seed_everything
@@ -60,13 +61,15 @@ class SearchRun:
     def __init__(self, config: SearchConfig, data: ImageData, device: str | torch.device = "cpu"):
         self.config = config.validate()
         self.device = torch.device(device)
+        self.shard = (rank(), world_size())
         image_size = config.data.resolved_image_size
         self.input_spec = InputSpec(image_size, data.in_chans, data.num_classes)
         self.train_set, self.val_set = search_splits(data, image_size, config.seed)
-        if len(self.train_set) < config.batch_size or len(self.val_set) < config.batch_size:
+        per_rank = min(len(self.train_set), len(self.val_set)) // self.shard[1]
+        if per_rank < config.batch_size:
             raise ConfigError(
                 f"batch size {config.batch_size} is larger than the train ({len(self.train_set)}) "
-                f"or search-val ({len(self.val_set)}) split"
+                f"or search-val ({len(self.val_set)}) split" + (f" per rank of {self.shard[1]}" if self.shard[1] > 1 else "")
             )
         self.none_columns = [k for k, name in enumerate(config.ops) if parse_op(name).family == "none"]
         self.skip_columns = [k for k, name in enumerate(config.ops) if parse_op(name).family == "skip"]
@@ -89,7 +92,7 @@ class SearchRun:
         self.w_optimizer = torch.optim.AdamW(
             self.model.weight_parameters(), lr=config.w_lr, weight_decay=config.w_weight_decay
         )
-        steps = spec.epochs * (len(self.train_set) // config.batch_size)
+        steps = spec.epochs * (len(self.train_set) // self.shard[1] // config.batch_size)
         self.w_scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.w_optimizer, T_max=max(1, steps))
         self.architect = Architect(
             self.model, lr=config.alpha_lr, weight_decay=config.alpha_weight_decay,
@@ -109,8 +112,8 @@ class SearchRun:
         seed_everything(seed)
         batch = self.config.batch_size
         return (
-            make_loader(self.train_set, batch, shuffle=True, seed=seed, drop_last=True),
-            make_loader(self.val_set, batch, shuffle=True, seed=seed + 1, drop_last=True),
+            make_loader(self.train_set, batch, shuffle=True, seed=seed, drop_last=True, shard=self.shard),
+            make_loader(self.val_set, batch, shuffle=True, seed=seed + 1, drop_last=True, shard=self.shard),
         )
 
     def train_epoch(self, progress: bool = False) -> EpochRecord:
@@ -131,11 +134,17 @@ class SearchRun:
             loss = F.cross_entropy(logits, train_batch[1])
             self.w_optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.model.weight_parameters(), self.config.grad_clip)
+            weights = self.model.weight_parameters()
+            average_gradients_([p.grad for p in weights])
+            torch.nn.utils.clip_grad_norm_(weights, self.config.grad_clip)
             self.w_optimizer.step()
             self.w_scheduler.step()
             totals += (float(loss.detach()) * len(y_train), int((logits.argmax(1) == train_batch[1]).sum()), len(y_train))
-        val_loss, val_acc = evaluate(self.model, self.val_set, self.device)  # the whole search-val split
+        totals = sum_over_ranks(list(totals), self.device)
+        val_loss_sum, val_correct, val_count = sum_over_ranks(
+            evaluate_sums(self.model, self.val_set, self.device, shard=self.shard), self.device
+        )  # the whole search-val split, sharded over ranks
+        val_loss, val_acc = val_loss_sum / val_count, val_correct / val_count
         weights = [w.detach().cpu() for w in self.model.op_weights()]
         record = EpochRecord(
             stage=self.stage,
@@ -198,13 +207,13 @@ class SearchRun:
                 record = self.advance(progress)
                 bar.update(1)
                 bar.set_postfix(stage=record.stage, val_acc=f"{record.val_acc:.3f}", skip=f"{record.skip_share:.2f}")
-                if out_dir is not None:
+                if out_dir is not None and self.shard[0] == 0:
                     self.write_outputs(Path(out_dir))
                 if on_epoch_end is not None:
                     on_epoch_end(self, record)
         self._close_stage()
         genotype = self.genotype()
-        if out_dir is not None:
+        if out_dir is not None and self.shard[0] == 0:
             self.write_outputs(Path(out_dir))
             genotype.save(Path(out_dir) / GENOTYPE)
         return genotype
