@@ -7,7 +7,7 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 import torch
@@ -51,6 +51,7 @@ def retrain(
     out_dir: str | Path | None = None,
     device: str | torch.device = "cpu",
     progress: bool = False,
+    on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
 ) -> RetrainResult:
     """Train ``genotype``'s network from scratch on train + search-val and report test accuracy, params and MACs."""
     device = torch.device(device)
@@ -87,6 +88,8 @@ def retrain(
         if out_dir is not None:
             Path(out_dir).mkdir(parents=True, exist_ok=True)
             atomic_write_text(Path(out_dir) / "metrics.csv", pd.DataFrame(rows).to_csv(index=False))
+        if on_epoch_end is not None:
+            on_epoch_end(rows[-1])
     result = RetrainResult(rows[-1]["test_acc"], rows[-1]["test_loss"], params, macs, config.epochs,
                            time.perf_counter() - start)
     if out_dir is not None:

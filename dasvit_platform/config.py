@@ -1,0 +1,129 @@
+"""The sweep configuration: a YAML file (the packaged default, or the user's) plus command-line overrides.
+
+It ships inside the package because ``ray submit`` uploads only the entry script to the head node.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dasvit.config import ConfigError, DataConfig, SearchConfig
+
+TUNABLE = {"fairness_lambda", "keep_ratio", "alpha_lr", "w_lr", "embed_dim", "batch_size"}
+OBJECTIVES2 = ("params", "macs")
+
+
+def _known_keys(cls: type, data: dict[str, Any], what: str) -> None:
+    unknown = sorted(set(data) - {f.name for f in fields(cls)})
+    if unknown:
+        raise ConfigError(f"unknown {what} key(s): {', '.join(map(repr, unknown))}")
+
+
+@dataclass(frozen=True)
+class AshaConfig:
+    grace_period: int = 3
+    reduction_factor: int = 2
+
+
+@dataclass(frozen=True)
+class RetrainJobConfig:
+    top_k: int = 2
+    epochs: int = 10
+    cpus: float = 1
+    gpus: float = 0
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    experiment: str = "dasvit-sweep"
+    num_trials: int = 4
+    max_concurrent_trials: int = 1
+    workers_per_trial: int = 2
+    cpus_per_worker: float = 1
+    gpus_per_worker: float = 0
+    seed: int = 0
+    metric: str = "val_acc"
+    objective2: str | None = None
+    tune: dict[str, dict[str, float]] = field(default_factory=dict)
+    asha: AshaConfig = field(default_factory=AshaConfig)
+    max_failures: int = 1
+    search: dict[str, Any] = field(default_factory=dict)
+    retrain: RetrainJobConfig = field(default_factory=RetrainJobConfig)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "SweepConfig":
+        if not isinstance(data, dict):
+            raise ConfigError(f"a sweep config must be a mapping, got {type(data).__name__}")
+        _known_keys(cls, data, "sweep config")
+        data = dict(data)
+        for key, sub in (("asha", AshaConfig), ("retrain", RetrainJobConfig)):
+            if key in data:
+                if not isinstance(data[key], dict):
+                    raise ConfigError(f"sweep config {key!r} must be a mapping, got {data[key]!r}")
+                _known_keys(sub, data[key], f"{key} config")
+                data[key] = sub(**data[key])
+        return cls(**data).validate()
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> "SweepConfig":
+        """The packaged default, or the YAML file at ``path``, which overrides the default key by key."""
+        base = yaml.safe_load(resources.files("dasvit_platform.configs").joinpath("default.yaml").read_text())
+        if path is None:
+            return cls.from_dict(base)
+        file = Path(path)
+        if not file.is_file():
+            raise ConfigError(f"sweep config file {str(path)!r} does not exist")
+        try:
+            user = yaml.safe_load(file.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"sweep config file {str(path)!r} is not valid YAML: {err}") from None
+        if not isinstance(user, dict):
+            raise ConfigError(f"sweep config file {str(path)!r} must hold a mapping")
+        return cls.from_dict({**base, **user})
+
+    def base_search(self) -> SearchConfig:
+        return SearchConfig.from_dict({**self.search, "seed": self.seed})
+
+    def trial_search_config(self, tuned: dict[str, Any]) -> SearchConfig:
+        """The search config of one trial: the base config with the values Optuna proposed."""
+        return self.base_search().with_overrides(**tuned).validate()
+
+    def validate(self) -> "SweepConfig":
+        for name in ("num_trials", "max_concurrent_trials", "workers_per_trial", "max_failures"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < (0 if name == "max_failures" else 1):
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if self.objective2 is not None and self.objective2 not in OBJECTIVES2:
+            raise ConfigError(f"objective2 {self.objective2!r} must be one of {', '.join(OBJECTIVES2)} or null")
+        if self.metric not in ("val_acc",):
+            raise ConfigError(f"metric {self.metric!r}: only val_acc is reported by search trials")
+        for name, bounds in self.tune.items():
+            if name not in TUNABLE:
+                raise ConfigError(f"tune: {name!r} is not tunable; choose from {', '.join(sorted(TUNABLE))}")
+            if not isinstance(bounds, dict) or set(bounds) != {"low", "high"} or not bounds["low"] <= bounds["high"]:
+                raise ConfigError(f"tune: {name!r} needs {{low, high}} with low <= high, got {bounds!r}")
+            # both ends must make a valid search config (e.g. keep_ratio in (0, 1], lambda >= 0)
+            for end in ("low", "high"):
+                self.trial_search_config({name: bounds[end]})
+        self.base_search().validate()
+        if self.asha.grace_period < 1 or self.asha.reduction_factor < 2:
+            raise ConfigError(f"asha: grace_period >= 1 and reduction_factor >= 2, got {asdict(self.asha)}")
+        if self.retrain.top_k < 0 or self.retrain.epochs < 1:
+            raise ConfigError(f"retrain: top_k >= 0 and epochs >= 1, got {asdict(self.retrain)}")
+        return self
+
+    @property
+    def data(self) -> DataConfig:
+        return self.base_search().data
+
+    @property
+    def total_epochs(self) -> int:
+        return sum(stage.epochs for stage in self.base_search().stages)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

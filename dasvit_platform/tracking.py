@@ -1,0 +1,126 @@
+"""MLflow tracking: one parent run per sweep, one child run per search trial, one run per retraining.
+
+Every call names its run id explicitly (``MlflowClient``), so Ray workers never depend on MLflow's global
+active-run state. The default store is a SQLite file; its URI and the artifact root are made absolute because
+Ray workers run in other working directories.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+from mlflow.entities import Metric, Param, RunStatus
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from dasvit.config import ConfigError
+from dasvit.genotype import Genotype
+from dasvit.plots import plot_alpha_history, plot_genotype
+
+PARENT_TAG = "mlflow.parentRunId"
+KIND_TAG = "dasvit.kind"  # sweep | search | retrain
+
+
+def default_tracking_uri(workdir: str | Path = ".") -> str:
+    return f"sqlite:///{Path(workdir).resolve() / 'mlflow.db'}"
+
+
+def client_for(tracking_uri: str) -> MlflowClient:
+    return MlflowClient(tracking_uri=tracking_uri)
+
+
+def check_reachable(tracking_uri: str) -> None:
+    """Fail fast, before any trial starts, when the tracking store cannot be used."""
+    try:
+        client_for(tracking_uri).search_experiments(max_results=1)
+    except Exception as err:  # noqa: BLE001 - any failure here means the store is unusable
+        raise ConfigError(f"MLflow tracking store {tracking_uri!r} is unreachable: {err}") from None
+
+
+def ensure_experiment(client: MlflowClient, name: str, artifact_root: str | Path | None = None) -> str:
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = Path(artifact_root).resolve().as_uri() if artifact_root is not None else None
+    return client.create_experiment(name, artifact_location=location)
+
+
+def flatten(prefix: str, value: Any) -> dict[str, str]:
+    """Nested config -> MLflow params ``a.b.c = value``."""
+    if isinstance(value, dict):
+        out: dict[str, str] = {}
+        for key, sub in value.items():
+            out.update(flatten(f"{prefix}.{key}" if prefix else str(key), sub))
+        return out
+    return {prefix: json.dumps(value) if isinstance(value, (list, tuple)) else str(value)}
+
+
+def log_params(client: MlflowClient, run_id: str, params: dict[str, str]) -> None:
+    items = [Param(k, v[:6000]) for k, v in params.items()]
+    for start in range(0, len(items), 100):
+        client.log_batch(run_id, params=items[start : start + 100])
+
+
+def log_metrics(client: MlflowClient, run_id: str, metrics: dict[str, float], step: int) -> None:
+    now = int(time.time() * 1000)
+    client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
+
+
+def start_run(
+    client: MlflowClient, experiment_id: str, name: str, kind: str, tags: dict[str, str] | None = None,
+    parent_run_id: str | None = None,
+) -> str:
+    all_tags = {KIND_TAG: kind, **(tags or {})}
+    if parent_run_id:
+        all_tags[PARENT_TAG] = parent_run_id
+    return client.create_run(experiment_id, run_name=name, tags=all_tags).info.run_id
+
+
+def end_run(client: MlflowClient, run_id: str, status: str, error: str | None = None) -> None:
+    if error is not None:
+        client.set_tag(run_id, "error", error[:5000])
+    client.set_tag(run_id, "status", status.lower())
+    client.set_terminated(run_id, status)
+
+
+def log_search_artifacts(client: MlflowClient, run_id: str, genotype: Genotype, alpha_history: dict[str, Any]) -> None:
+    """Genotype JSON, alpha history and their plots; overwritten every epoch so a stopped trial keeps its latest."""
+    client.log_text(run_id, genotype.to_json(), "genotype.json")
+    client.log_dict(run_id, alpha_history, "alpha_history.json")
+    for name, figure in (("alpha_history.png", plot_alpha_history(alpha_history)), ("genotype.png", plot_genotype(genotype))):
+        client.log_figure(run_id, figure, f"plots/{name}")
+        plt.close(figure)
+
+
+def child_runs(client: MlflowClient, experiment_id: str, parent_run_id: str, kind: str | None = None) -> list:
+    query = f"tags.`{PARENT_TAG}` = '{parent_run_id}'"
+    if kind is not None:
+        query += f" and tags.`{KIND_TAG}` = '{kind}'"
+    return client.search_runs([experiment_id], filter_string=query, max_results=10_000)
+
+
+def close_dangling_runs(client: MlflowClient, experiment_id: str, parent_run_id: str,
+                        outcome_by_trial: dict[str, str]) -> None:
+    """End every child run still RUNNING: ASHA-stopped trials as KILLED, errored ones as FAILED.
+
+    A trial stopped early has its Ray processes killed, so its run cannot end itself.
+    """
+    for run in child_runs(client, experiment_id, parent_run_id):
+        if run.info.status != RunStatus.to_string(RunStatus.RUNNING):
+            continue
+        outcome = outcome_by_trial.get(run.data.tags.get("trial_id", ""), "KILLED")
+        end_run(client, run.info.run_id, outcome, error="the trial errored" if outcome == "FAILED" else None)
+        if outcome == "KILLED":
+            client.set_tag(run.info.run_id, "status", "early_stopped")
+
+
+def load_genotype_artifact(client: MlflowClient, run_id: str) -> dict[str, Any]:
+    try:
+        path = client.download_artifacts(run_id, "genotype.json")
+    except MlflowException as err:
+        raise ConfigError(f"run {run_id} has no genotype.json artifact: {err}") from None
+    return json.loads(Path(path).read_text())

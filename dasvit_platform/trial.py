@@ -1,0 +1,143 @@
+"""One search trial = one Ray Train ``TorchTrainer`` run of the DASViT search on N data-parallel workers.
+
+Ray Train V2 trainers cannot be handed to ``tune.Tuner``; the Tune trainable is a function (``search_trial``) that
+builds and runs the trainer, with ``TuneReportCallback`` forwarding each epoch's report to Tune (and ASHA).
+Rank 0 checkpoints after every epoch (weights, alpha, optimisers, stage, op masks, the MLflow run id) and logs to
+MLflow, also after every epoch, because ASHA kills a stopped trial without warning. After a worker failure Ray
+Train restarts the group from the last checkpoint (``FailureConfig``) and the trial goes on in the same MLflow run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import ray.train
+import torch
+from ray import tune
+from ray.train import Checkpoint, FailureConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchTrainer
+from ray.tune.integration.ray_train import TuneReportCallback
+
+from dasvit.config import SearchConfig
+from dasvit.data import load_data
+from dasvit.io import atomic_torch_save
+from dasvit.metrics import count_macs, count_params
+from dasvit.model import build_model
+from dasvit.search import EpochRecord, SearchRun
+from dasvit_platform import tracking
+
+STATE_FILE = "search_state.pt"
+RUN_FILE = "mlflow_run.json"
+FAIL_ENV = "DASVIT_TEST_FAIL_AT_EPOCH"  # tests only: "<global epoch>" raises there, "<epoch>:once" only first time
+
+
+def _maybe_inject_failure(epoch: int, checkpointed: bool) -> None:
+    """Fault injection for the reliability tests; inert unless the environment variable is set."""
+    spec = os.environ.get(FAIL_ENV)
+    if not spec:
+        return
+    target, _, mode = spec.partition(":")
+    if epoch == int(target) and not (mode == "once" and checkpointed):
+        raise RuntimeError(f"injected failure at epoch {epoch} ({FAIL_ENV}={spec})")
+
+
+def genotype_size(run: SearchRun) -> tuple[int, int]:
+    """Params and MACs of the network the current alpha would discretise to."""
+    spec = run.input_spec
+    model = build_model(run.genotype(), spec.image_size, spec.in_chans, spec.num_classes)
+    return count_params(model), count_macs(model, spec.image_size, spec.in_chans)
+
+
+def search_worker(loop_config: dict[str, Any]) -> None:
+    """The Ray Train loop run on every worker."""
+    torch.set_num_threads(max(1, int(loop_config["cpus_per_worker"])))
+    rank = ray.train.get_context().get_world_rank()
+    config = SearchConfig.from_dict(loop_config["search"])
+    data = load_data(config.data.dataset, config.data.data_root, config.data.resolved_image_size, config.data.download)
+    run = SearchRun(config, data, device=ray.train.torch.get_device())
+    client = tracking.client_for(loop_config["tracking_uri"])
+    restored = ray.train.get_checkpoint()
+    run_id = None
+    if restored is not None:
+        with restored.as_directory() as folder:
+            run.load_state_dict(torch.load(Path(folder) / STATE_FILE, map_location=run.device, weights_only=True))
+            run_id = json.loads((Path(folder) / RUN_FILE).read_text())["run_id"]
+    if rank == 0 and run_id is None:
+        run_id = tracking.start_run(
+            client, loop_config["experiment_id"], loop_config["trial_name"], "search",
+            tags={"trial_id": loop_config["trial_id"], "dataset": config.data.dataset},
+            parent_run_id=loop_config["parent_run_id"],
+        )
+        tracking.log_params(client, run_id, tracking.flatten("", config.to_dict()))
+        tracking.log_params(client, run_id, {"workers": str(loop_config["workers"])})
+
+    def on_epoch_end(search: SearchRun, record: EpochRecord) -> None:
+        params, macs = genotype_size(search)
+        metrics = {**vars(record), "genotype_params": params, "genotype_macs": macs}
+        with tempfile.TemporaryDirectory() as folder:
+            checkpoint = None
+            if rank == 0:
+                tracking.log_metrics(client, run_id, {k: v for k, v in metrics.items() if k != "global_epoch"},
+                                     step=record.global_epoch)
+                client.set_tag(run_id, "stage", str(record.stage))
+                alpha = {"ops": list(search.config.ops), "epochs": search.alpha_history, "stages": search.stage_summaries}
+                tracking.log_search_artifacts(client, run_id, search.genotype(), alpha)
+                atomic_torch_save(Path(folder) / STATE_FILE, search.state_dict())
+                (Path(folder) / RUN_FILE).write_text(json.dumps({"run_id": run_id}))
+                checkpoint = Checkpoint.from_directory(folder)
+            ray.train.report({**metrics, "mlflow_run_id": run_id or ""}, checkpoint=checkpoint)
+        _maybe_inject_failure(record.global_epoch, restored is not None)
+
+    try:
+        run.run(on_epoch_end=on_epoch_end)
+    except BaseException as err:
+        if rank == 0 and run_id is not None:
+            client.set_tag(run_id, "error", repr(err)[:5000])
+        raise
+    if rank == 0:
+        tracking.end_run(client, run_id, "FINISHED")
+
+
+def search_trial(tuned: dict[str, Any], *, setup: dict[str, Any]) -> None:
+    """The Tune trainable: runs one ``TorchTrainer`` for the values Optuna proposed (``tuned``)."""
+    context = tune.get_context()
+    trial_id = context.get_trial_id()
+    search = SearchConfig.from_dict(setup["search"]).with_overrides(**tuned).validate()
+    workers = setup["workers_per_trial"]
+    trainer = TorchTrainer(
+        search_worker,
+        train_loop_config={
+            "search": search.to_dict(),
+            "cpus_per_worker": setup["cpus_per_worker"],
+            "workers": workers,
+            "tracking_uri": setup["tracking_uri"],
+            "experiment_id": setup["experiment_id"],
+            "parent_run_id": setup["parent_run_id"],
+            "trial_id": trial_id,
+            "trial_name": context.get_trial_name(),
+        },
+        scaling_config=ScalingConfig(
+            num_workers=workers,
+            use_gpu=setup["gpus_per_worker"] > 0,
+            resources_per_worker={"CPU": setup["cpus_per_worker"], **({"GPU": setup["gpus_per_worker"]}
+                                                                       if setup["gpus_per_worker"] > 0 else {})},
+        ),
+        run_config=RunConfig(
+            name=f"train-{trial_id}",
+            storage_path=setup["storage_path"],
+            callbacks=[TuneReportCallback()],
+            failure_config=FailureConfig(max_failures=setup["max_failures"]),
+        ),
+    )
+    try:
+        trainer.fit()
+    except Exception as err:  # the worker group failed for good (retries exhausted): the run must not stay RUNNING
+        client = tracking.client_for(setup["tracking_uri"])
+        for run in tracking.child_runs(client, setup["experiment_id"], setup["parent_run_id"], kind="search"):
+            if run.data.tags.get("trial_id") == trial_id and run.info.status == "RUNNING":
+                tracking.end_run(client, run.info.run_id, "FAILED", error=repr(err))
+        raise
