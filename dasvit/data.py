@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from filelock import FileLock
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from torchvision import datasets
 from torchvision.transforms import v2
@@ -137,8 +138,9 @@ def _to_tensor_transform(resize: int | None = None) -> v2.Compose:
 def _load_cifar(name: str, root: Path, download: bool) -> ImageData:
     cls = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
     try:
-        train = cls(str(root), train=True, download=download, transform=_to_tensor_transform())
-        test = cls(str(root), train=False, download=download, transform=_to_tensor_transform())
+        with FileLock(str(root / f".{name}.lock")):  # data-parallel workers on one node download it once
+            train = cls(str(root), train=True, download=download, transform=_to_tensor_transform())
+            test = cls(str(root), train=False, download=download, transform=_to_tensor_transform())
     except (RuntimeError, OSError, EOFError, ValueError) as err:
         hint = "" if download else " (pass --download to fetch it)"
         raise DataError(f"{name} not found or corrupt under {str(root)!r}: {err}{hint}") from None

@@ -75,3 +75,51 @@ def retrain_top(
     results = pd.DataFrame(ray.get(futures), columns=["search_run_id", "retrain_run_id", "test_acc", "retrain_params",
                                                       "retrain_macs"])
     return candidates.merge(results, on="search_run_id", how="left")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``experiments/retrain.py --experiment NAME --top K``: retrain the K best genotypes an experiment logged."""
+    import argparse
+    import os
+    import sys
+    from pathlib import Path
+
+    from dasvit.config import ConfigError
+    from dasvit_platform.sweep import connect_ray
+
+    parser = argparse.ArgumentParser(prog="retrain.py", description=main.__doc__)
+    parser.add_argument("--experiment", required=True, help="MLflow experiment of the search runs")
+    parser.add_argument("--top", type=int, default=2, help="how many genotypes to retrain (default 2)")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cpus", type=float, default=1, help="CPUs per retraining task")
+    parser.add_argument("--gpus", type=float, default=0, help="GPUs per retraining task")
+    parser.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db")
+    parser.add_argument("--address", help="Ray cluster address (default: join a running cluster, else start one)")
+    args = parser.parse_args(argv)
+    tracking_uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or tracking.default_tracking_uri(Path("."))
+    try:
+        if args.top < 1 or args.epochs < 1:
+            raise ConfigError(f"--top ({args.top}) and --epochs ({args.epochs}) must be >= 1")
+        tracking.check_reachable(tracking_uri)
+        client = tracking.client_for(tracking_uri)
+        experiment = client.get_experiment_by_name(args.experiment)
+        if experiment is None:
+            raise ConfigError(f"no MLflow experiment {args.experiment!r} in {tracking_uri}")
+        candidates = top_search_runs(tracking_uri, experiment.experiment_id, args.top)
+        if candidates.empty:
+            raise ConfigError(f"experiment {args.experiment!r} has no search run with a genotype and val_acc")
+        datasets = set(candidates["dataset"])
+        if len(datasets) != 1:
+            raise ConfigError(f"the top runs were searched on different data sets {sorted(datasets)}")
+        search_params = client.get_run(candidates["search_run_id"].iloc[0]).data.params
+        data = DataConfig(dataset=datasets.pop(), data_root=None if search_params.get("data.data_root") in (None, "None")
+                          else search_params["data.data_root"])
+    except ConfigError as err:
+        print(f"retrain.py: error: {err}", file=sys.stderr)
+        return 2
+    print(f"Ray dashboard: {connect_ray(args.address)}")
+    table = retrain_top(candidates, tracking_uri=tracking_uri, experiment_id=experiment.experiment_id, data=data,
+                        epochs=args.epochs, seed=args.seed, cpus=args.cpus, gpus=args.gpus)
+    print(table.drop(columns=["search_run_id", "retrain_run_id"]).to_string(index=False))
+    return 0

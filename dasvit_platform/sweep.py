@@ -49,9 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--retrain-epochs", type=int)
     parser.add_argument("--seed", type=int)
     parser.add_argument("--workdir", default=".", help="where mlflow.db, mlartifacts/ and ray_results/ go (default .)")
-    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///<workdir>/mlflow.db)")
+    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else "
+                        "sqlite:///<workdir>/mlflow.db)")
     parser.add_argument("--storage-path", help="Ray Tune/Train storage: shared path or s3:// URI on a cluster")
-    parser.add_argument("--address", help="Ray cluster address (default: join a running cluster, else start one)")
+    parser.add_argument("--address", help="Ray cluster address; 'local' starts a new local one (default: join a "
+                        "running cluster, else start one)")
     parser.add_argument("--name", help="sweep name (default: <experiment>-<timestamp>)")
     parser.add_argument("--resume", nargs="?", const="latest", metavar="NAME",
                         help="resume an interrupted sweep (default: the latest under the storage path)")
@@ -76,12 +78,18 @@ def connect_ray(address: str | None) -> str:
     """Join the cluster at ``address`` (or a running one); else start a local one. Returns the dashboard URL."""
     runtime_env = {"env_vars": RAY_ENV}
     os.environ.update({k: os.environ.get(k, v) for k, v in RAY_ENV.items()})
-    if address is None:
+    if ray.is_initialized():  # called from a notebook or a test that already holds a Ray session
+        context = ray.get_runtime_context()
+        return f"http://{context.dashboard_url}" if getattr(context, "dashboard_url", None) else "(see ray status)"
+    if address in (None, "local"):
         try:
+            if address == "local":  # always a fresh local cluster, never a running one
+                raise ConnectionError
             context = ray.init(address="auto", runtime_env=runtime_env, log_to_driver=False)
         except ConnectionError:
-            context = ray.init(include_dashboard=True, dashboard_host="127.0.0.1", runtime_env=runtime_env,
-                               log_to_driver=False)
+            # Keep the dashboard on: without it, CPUs of killed trials stayed held and later trials hung.
+            context = ray.init(address="local", include_dashboard=True, dashboard_host="127.0.0.1",
+                               runtime_env=runtime_env, log_to_driver=False)
     else:
         context = ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
     return f"http://{context.dashboard_url}" if context.dashboard_url else "(dashboard not running)"
@@ -159,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     workdir = Path(args.workdir).resolve()
     try:
         config = load_config(args)
-        tracking_uri = args.tracking_uri or tracking.default_tracking_uri(workdir)
+        tracking_uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or tracking.default_tracking_uri(workdir)
         tracking.check_reachable(tracking_uri)
     except ConfigError as err:
         print(f"sweep.py: error: {err}", file=sys.stderr)

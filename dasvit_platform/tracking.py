@@ -8,11 +8,13 @@ Ray workers run in other working directories.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
+import requests
 from mlflow.entities import Metric, Param, RunStatus
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -20,6 +22,8 @@ from mlflow.tracking import MlflowClient
 from dasvit.config import ConfigError
 from dasvit.genotype import Genotype
 from dasvit.plots import plot_alpha_history, plot_genotype
+
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per genotype download is noise
 
 PARENT_TAG = "mlflow.parentRunId"
 KIND_TAG = "dasvit.kind"  # sweep | search | retrain
@@ -34,8 +38,19 @@ def client_for(tracking_uri: str) -> MlflowClient:
 
 
 def check_reachable(tracking_uri: str) -> None:
-    """Fail fast, before any trial starts, when the tracking store cannot be used."""
+    """Fail fast, before any trial starts, when the tracking store cannot be used.
+
+    A server must answer ``/health`` within 5 s (MLflow's own client would retry for minutes); a SQLite file must
+    sit in an existing folder (MLflow would silently create the folders of a mistyped path).
+    """
     try:
+        if tracking_uri.startswith(("http://", "https://")):
+            requests.get(f"{tracking_uri.rstrip('/')}/health", timeout=5).raise_for_status()
+            return
+        if tracking_uri.startswith("sqlite:///"):
+            folder = Path(tracking_uri.removeprefix("sqlite:///")).parent
+            if not folder.is_dir():
+                raise FileNotFoundError(f"folder {str(folder)!r} does not exist")
         client_for(tracking_uri).search_experiments(max_results=1)
     except Exception as err:  # noqa: BLE001 - any failure here means the store is unusable
         raise ConfigError(f"MLflow tracking store {tracking_uri!r} is unreachable: {err}") from None

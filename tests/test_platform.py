@@ -1,0 +1,148 @@
+"""The platform end to end: a real Ray Tune + Optuna sweep of Ray Train search trials, tracked in a temporary
+MLflow store, retraining its best genotype; plus alpha sync across Ray Train workers and config checks."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import ray
+import torch
+import yaml
+from ray.train import RunConfig, ScalingConfig
+from ray.train.torch import TorchTrainer
+
+from dasvit.config import ConfigError
+from dasvit.data import load_data
+from dasvit.search import SearchRun
+from dasvit_platform import tracking
+from dasvit_platform.config import SweepConfig
+from dasvit_platform.sweep import RAY_ENV, main
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = str(REPO / "experiments" / "configs" / "tiny.yaml")
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    os.environ.update(RAY_ENV)
+    # Workers must import this module for the train loop below; pytest put tests/ on the driver's path only.
+    runtime_env = {"env_vars": {**RAY_ENV, "PYTHONPATH": str(Path(__file__).parent)}}
+    ray.init(address="local", num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=False,
+             runtime_env=runtime_env)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def sweep(ray_session, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("sweep")
+    assert main(["--config", TINY, "--workdir", str(workdir), "--name", "tiny", "--experiment", "tiny"]) == 0
+    client = tracking.client_for(tracking.default_tracking_uri(workdir))
+    experiment = client.get_experiment_by_name("tiny")
+    runs = client.search_runs([experiment.experiment_id])
+    return workdir, client, runs
+
+
+def _kind(runs, kind):
+    return [r for r in runs if r.data.tags.get(tracking.KIND_TAG) == kind]
+
+
+def test_sweep_logs_parent_and_one_child_per_trial(sweep):
+    _, client, runs = sweep
+    (parent,) = _kind(runs, "sweep")
+    searches = _kind(runs, "search")
+    assert len(searches) == 2
+    assert all(r.data.tags[tracking.PARENT_TAG] == parent.info.run_id for r in searches)
+    assert {r.info.status for r in runs} == {"FINISHED"}  # nothing left RUNNING
+    for run in searches:
+        assert {"keep_ratio", "fairness_lambda", "data.dataset", "stages"} <= set(run.data.params)
+        assert 0.0 <= float(run.data.params["keep_ratio"]) <= 1.0 and float(run.data.params["fairness_lambda"]) >= 0
+        assert len(client.get_metric_history(run.info.run_id, "val_acc")) == 2  # one point per epoch
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id)} | {
+            a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+        assert {"genotype.json", "alpha_history.json", "plots/alpha_history.png", "plots/genotype.png"} <= artifacts
+        assert tracking.load_genotype_artifact(client, run.info.run_id)["version"] == 1
+        assert run.data.tags["dataset"] == "digits" and run.data.tags["stage"] == "1"
+
+
+def test_sweep_retrains_the_best_genotype_and_links_it(sweep):
+    _, client, runs = sweep
+    searches = {r.info.run_id: r for r in _kind(runs, "search")}
+    (retrained,) = _kind(runs, "retrain")
+    source = searches[retrained.data.tags["search_run_id"]]
+    assert source.data.metrics["val_acc"] == max(r.data.metrics["val_acc"] for r in searches.values())
+    assert {"test_acc", "params", "macs"} <= set(retrained.data.metrics)
+
+
+def test_sweep_writes_the_results_table(sweep):
+    workdir, _, runs = sweep
+    table = pd.read_csv(workdir / "ray_results" / "tiny-results.csv")
+    assert len(table) == 2
+    assert {"fairness_lambda", "keep_ratio", "val_acc", "params", "macs", "genotype_id", "status", "test_acc"} <= set(table)
+    assert table["test_acc"].notna().sum() == 1
+    assert set(table["search_run_id"]) == {r.info.run_id for r in _kind(runs, "search")}
+
+
+def _alpha_sync_loop(config: dict) -> None:
+    torch.set_num_threads(1)
+    run = SearchRun(SweepConfig.load(config["tiny"]).base_search(), load_data("digits"))
+    run.run()
+    rank = ray.train.get_context().get_world_rank()
+    torch.save([a.detach() for a in run.model.arch_parameters()], Path(config["out"]) / f"alpha{rank}.pt")
+
+
+def test_alpha_bit_identical_across_ray_train_workers(ray_session, tmp_path):
+    trainer = TorchTrainer(
+        _alpha_sync_loop, train_loop_config={"tiny": TINY, "out": str(tmp_path)},
+        scaling_config=ScalingConfig(num_workers=2, resources_per_worker={"CPU": 1}),
+        run_config=RunConfig(name="alpha-sync", storage_path=str(tmp_path / "storage")),
+    )
+    trainer.fit()
+    alpha0, alpha1 = (torch.load(tmp_path / f"alpha{r}.pt", weights_only=True) for r in range(2))
+    assert all(torch.equal(a, b) for a, b in zip(alpha0, alpha1))
+    assert any(bool(a.abs().sum() > 0) for a in alpha0)
+
+
+def test_bad_sweep_config_exits_2_before_starting(tmp_path, capsys):
+    config = tmp_path / "bad.yaml"
+    config.write_text(yaml.safe_dump({"num_trails": 3}))
+    assert main(["--config", str(config), "--workdir", str(tmp_path), "--address", "local"]) == 2
+    assert "unknown sweep config key(s): 'num_trails'" in capsys.readouterr().err
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "ray_results").exists()
+
+
+@pytest.mark.parametrize(
+    "change,needle",
+    [({"tune": {"keep_ratio": {"low": 0.0, "high": 1.0}}}, "keep ratio 0.0 is outside"),
+     ({"tune": {"depth": {"low": 1, "high": 2}}}, "'depth' is not tunable"),
+     ({"objective2": "latency"}, "objective2 'latency'"),
+     ({"search": {"keep_ratio": 2}}, "keep ratio 2 is outside"),
+     ({"asha": {"grace": 1}}, "unknown asha config key(s): 'grace'")],
+)
+def test_sweep_config_validation(change, needle):
+    base = yaml.safe_load(Path(TINY).read_text())
+    with pytest.raises(ConfigError, match=needle.replace("(", r"\(").replace(")", r"\)")):
+        SweepConfig.from_dict({**SweepConfig.load().to_dict(), **base, **change})
+
+
+@pytest.mark.parametrize("uri", ["sqlite:////nonexistent-dir/for/mlflow.db", "http://127.0.0.1:9"])
+def test_unreachable_tracking_store_fails_fast(uri, tmp_path, capsys):
+    assert main(["--config", TINY, "--workdir", str(tmp_path), "--tracking-uri", uri, "--address", "local"]) == 2
+    assert f"MLflow tracking store {uri!r} is unreachable" in capsys.readouterr().err
+    assert not Path("/nonexistent-dir").exists() and not (tmp_path / "ray_results").exists()
+
+
+def test_cluster_configs_pass_rays_schema():
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    for name in ("config.yaml", "local.yaml"):
+        config = yaml.safe_load((REPO / "cluster" / name).read_text())
+        assert any("pip install" in cmd and "dasvit" in cmd for cmd in config["setup_commands"])
+        validate_config(prepare_config(config))
+    broken = yaml.safe_load((REPO / "cluster" / "config.yaml").read_text())
+    broken["available_node_types"]["gpu_worker"]["min_worker"] = 0  # a typo
+    with pytest.raises(Exception, match="min_worker"):
+        validate_config(prepare_config(broken))
