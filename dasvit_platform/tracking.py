@@ -118,6 +118,14 @@ def child_runs(client: MlflowClient, experiment_id: str, parent_run_id: str, kin
     return client.search_runs([experiment_id], filter_string=query, max_results=10_000)
 
 
+def find_trial_run(client: MlflowClient, experiment_id: str, parent_run_id: str, trial_id: str) -> str | None:
+    """The search run a trial already has under this sweep, if any."""
+    for run in child_runs(client, experiment_id, parent_run_id, kind="search"):
+        if run.data.tags.get("trial_id") == trial_id:
+            return run.info.run_id
+    return None
+
+
 def close_dangling_runs(client: MlflowClient, experiment_id: str, parent_run_id: str,
                         outcome_by_trial: dict[str, str]) -> None:
     """End every child run still RUNNING: ASHA-stopped trials as KILLED, errored ones as FAILED.

@@ -66,6 +66,9 @@ def search_worker(loop_config: dict[str, Any]) -> None:
         with restored.as_directory() as folder:
             run.load_state_dict(torch.load(Path(folder) / STATE_FILE, map_location=run.device, weights_only=True))
             run_id = json.loads((Path(folder) / RUN_FILE).read_text())["run_id"]
+    if rank == 0 and run_id is None:  # a trial restarted without a checkpoint (e.g. a resumed sweep) keeps its run
+        run_id = tracking.find_trial_run(client, loop_config["experiment_id"], loop_config["parent_run_id"],
+                                         loop_config["trial_id"])
     if rank == 0 and run_id is None:
         run_id = tracking.start_run(
             client, loop_config["experiment_id"], loop_config["trial_name"], "search",
@@ -75,13 +78,17 @@ def search_worker(loop_config: dict[str, Any]) -> None:
         tracking.log_params(client, run_id, tracking.flatten("", config.to_dict()))
         tracking.log_params(client, run_id, {"workers": str(loop_config["workers"])})
 
-    def on_epoch_end(search: SearchRun, record: EpochRecord) -> None:
+    def epoch_metrics(search: SearchRun, record: EpochRecord) -> dict[str, Any]:
         params, macs = genotype_size(search)
-        metrics = {**vars(record), "genotype_params": params, "genotype_macs": macs}
+        return {**vars(record), "genotype_params": params, "genotype_macs": macs, "mlflow_run_id": run_id or ""}
+
+    def on_epoch_end(search: SearchRun, record: EpochRecord) -> None:
+        metrics = epoch_metrics(search, record)
         with tempfile.TemporaryDirectory() as folder:
             checkpoint = None
             if rank == 0:
-                tracking.log_metrics(client, run_id, {k: v for k, v in metrics.items() if k != "global_epoch"},
+                tracking.log_metrics(client, run_id, {k: v for k, v in metrics.items()
+                                                      if k not in ("global_epoch", "mlflow_run_id")},
                                      step=record.global_epoch)
                 client.set_tag(run_id, "stage", str(record.stage))
                 alpha = {"ops": list(search.config.ops), "epochs": search.alpha_history, "stages": search.stage_summaries}
@@ -89,10 +96,12 @@ def search_worker(loop_config: dict[str, Any]) -> None:
                 atomic_torch_save(Path(folder) / STATE_FILE, search.state_dict())
                 (Path(folder) / RUN_FILE).write_text(json.dumps({"run_id": run_id}))
                 checkpoint = Checkpoint.from_directory(folder)
-            ray.train.report({**metrics, "mlflow_run_id": run_id or ""}, checkpoint=checkpoint)
+            ray.train.report(metrics, checkpoint=checkpoint)
         _maybe_inject_failure(record.global_epoch, restored is not None)
 
     try:
+        if run.finished:  # restored after its last epoch (the sweep died before Tune saw it): report that again
+            ray.train.report(epoch_metrics(run, run.history[-1]))
         run.run(on_epoch_end=on_epoch_end)
     except BaseException as err:
         if rank == 0 and run_id is not None:
@@ -137,7 +146,7 @@ def search_trial(tuned: dict[str, Any], *, setup: dict[str, Any]) -> None:
         trainer.fit()
     except Exception as err:  # the worker group failed for good (retries exhausted): the run must not stay RUNNING
         client = tracking.client_for(setup["tracking_uri"])
-        for run in tracking.child_runs(client, setup["experiment_id"], setup["parent_run_id"], kind="search"):
-            if run.data.tags.get("trial_id") == trial_id and run.info.status == "RUNNING":
-                tracking.end_run(client, run.info.run_id, "FAILED", error=repr(err))
+        run_id = tracking.find_trial_run(client, setup["experiment_id"], setup["parent_run_id"], trial_id)
+        if run_id is not None:
+            tracking.end_run(client, run_id, "FAILED", error=repr(err))
         raise
