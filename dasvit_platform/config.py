@@ -95,9 +95,9 @@ class SweepConfig:
 
     def validate(self) -> "SweepConfig":
         for name in ("num_trials", "max_concurrent_trials", "workers_per_trial", "max_failures"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < (0 if name == "max_failures" else 1):
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+            value, low = getattr(self, name), 0 if name == "max_failures" else 1
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
         if self.objective2 is not None and self.objective2 not in OBJECTIVES2:
             raise ConfigError(f"objective2 {self.objective2!r} must be one of {', '.join(OBJECTIVES2)} or null")
         if self.metric not in ("val_acc",):

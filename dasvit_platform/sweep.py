@@ -24,6 +24,7 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from dasvit.config import ConfigError
+from dasvit.data import DataError, load_data
 from dasvit.io import atomic_write_text
 from dasvit_platform import tracking
 from dasvit_platform.config import SweepConfig
@@ -167,9 +168,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     workdir = Path(args.workdir).resolve()
     try:
         config = load_config(args)
-        tracking_uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or tracking.default_tracking_uri(workdir)
+        data = config.data
+        load_data(data.dataset, data.data_root, data.resolved_image_size, data.download)  # fail here, not in each trial
+        tracking_uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+        if tracking_uri is None:
+            workdir.mkdir(parents=True, exist_ok=True)
+            tracking_uri = tracking.default_tracking_uri(workdir)
         tracking.check_reachable(tracking_uri)
-    except ConfigError as err:
+    except (ConfigError, DataError) as err:
         print(f"sweep.py: error: {err}", file=sys.stderr)
         return 2
     storage_path = args.storage_path or str(workdir / "ray_results")

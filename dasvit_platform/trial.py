@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -32,17 +33,27 @@ from dasvit_platform import tracking
 
 STATE_FILE = "search_state.pt"
 RUN_FILE = "mlflow_run.json"
-FAIL_ENV = "DASVIT_TEST_FAIL_AT_EPOCH"  # tests only: "<global epoch>" raises there, "<epoch>:once" only first time
+FAULT_ENV = "DASVIT_TEST_FAULT"  # tests only: "raise@<epoch>" or "kill@<epoch>" (global epoch, after its checkpoint)
+FAULT_ONCE_ENV = "DASVIT_TEST_FAULT_ONCE"  # tests only: a path; the fault fires only while it does not exist
 
 
-def _maybe_inject_failure(epoch: int, checkpointed: bool) -> None:
-    """Fault injection for the reliability tests; inert unless the environment variable is set."""
-    spec = os.environ.get(FAIL_ENV)
+def _maybe_inject_fault(epoch: int) -> None:
+    """Fault injection for the reliability tests; inert unless ``DASVIT_TEST_FAULT`` is set."""
+    spec = os.environ.get(FAULT_ENV)
     if not spec:
         return
-    target, _, mode = spec.partition(":")
-    if epoch == int(target) and not (mode == "once" and checkpointed):
-        raise RuntimeError(f"injected failure at epoch {epoch} ({FAIL_ENV}={spec})")
+    kind, _, at = spec.partition("@")
+    if epoch != int(at):
+        return
+    once = os.environ.get(FAULT_ONCE_ENV)
+    if once:
+        try:
+            Path(once).touch(exist_ok=False)
+        except FileExistsError:
+            return
+    if kind == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    raise RuntimeError(f"injected failure at epoch {epoch} ({FAULT_ENV}={spec})")
 
 
 def genotype_size(run: SearchRun) -> tuple[int, int]:
@@ -97,7 +108,8 @@ def search_worker(loop_config: dict[str, Any]) -> None:
                 (Path(folder) / RUN_FILE).write_text(json.dumps({"run_id": run_id}))
                 checkpoint = Checkpoint.from_directory(folder)
             ray.train.report(metrics, checkpoint=checkpoint)
-        _maybe_inject_failure(record.global_epoch, restored is not None)
+        if rank == 0:
+            _maybe_inject_fault(record.global_epoch)
 
     try:
         if run.finished:  # restored after its last epoch (the sweep died before Tune saw it): report that again

@@ -180,3 +180,35 @@ def test_killed_sweep_resumes_without_rerunning_finished_trials(ray_session, tmp
     assert "RUNNING" not in {r.info.status for r in runs}
     assert len(client.get_metric_history(done_run.info.run_id, "val_acc")) == 2  # the finished trial did not rerun
     assert len(_kind(runs, "sweep")) == 1 and _kind(runs, "sweep")[0].info.status == "FINISHED"
+
+
+BAD_SWEEP_INPUT = [
+    ({"search": {"keep_ratio": 0}}, [], "keep ratio 0 is outside (0, 1]"),
+    ({"tune": {"keep_ratio": {"low": 0.5, "high": 1.5}}}, [], "keep ratio 1.5 is outside (0, 1]"),
+    ({"search": {"fairness_lambda": -0.1}}, [], "fairness lambda -0.1 must be >= 0"),
+    ({"tune": {"fairness_lambda": {"low": -1, "high": 1}}}, [], "fairness lambda -1 must be >= 0"),
+    ({"search": {"ops": ["none", "skip", "attn_q2"]}}, [], "unknown op 'attn_q2'"),
+    ({"search": {"ops": []}}, [], "the op set is empty"),
+    ({"search": {"ops": ["none"]}}, [], "no op other than 'none'"),
+    ({}, ["--epochs", "0"], "epochs must be an integer >= 1, got 0"),
+    ({"search": {"stages": [{"depth": 0, "epochs": 1}]}}, [], "depth must be an integer >= 1, got 0"),
+    ({"search": {"data": {"dataset": "digits", "image_size": 9}}}, [], "image size 9 is not divisible by patch size"),
+    ({"search": {"data": {"dataset": "cifar10", "data_root": "/nonexistent/cifar"}}}, [],
+     "data root '/nonexistent/cifar' does not exist"),
+    ({"search": {"data": {"dataset": "cifar10", "data_root": "{tmp}"}}}, [], "cifar10 not found or corrupt under"),
+    ({"num_trails": 3}, [], "unknown sweep config key(s): 'num_trails'"),
+    ({"search": {"keep_raito": 0.3}}, [], "unknown search config key(s): 'keep_raito'"),
+    ({}, ["--num-trials", "0"], "num_trials must be an integer >= 1, got 0"),
+]
+
+
+@pytest.mark.parametrize("change,flags,needle", BAD_SWEEP_INPUT, ids=[c[2][:40] for c in BAD_SWEEP_INPUT])
+def test_bad_sweep_input_exits_2_and_writes_nothing(change, flags, needle, tmp_path, capsys):
+    base = yaml.safe_load(Path(TINY).read_text())
+    merged = {**base, **change, "search": {**base["search"], **change.get("search", {})}}
+    config = tmp_path / "bad.yaml"
+    config.write_text(yaml.safe_dump(merged).replace("'{tmp}'", str(tmp_path)))
+    workdir = tmp_path / "work"
+    assert main(["--config", str(config), "--workdir", str(workdir), "--address", "local", *flags]) == 2
+    assert needle in capsys.readouterr().err
+    assert not workdir.exists()  # no mlflow.db, no ray_results, no results table
