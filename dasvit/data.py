@@ -12,7 +12,7 @@ numbers are comparable across search seeds. The rest is split by ``--seed`` into
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -196,13 +196,25 @@ def build_transforms(data: ImageData, image_size: int, augment: bool) -> v2.Comp
     return v2.Compose(steps)
 
 
-def search_splits(data: ImageData, image_size: int, seed: int, val_fraction: float = 0.5) -> tuple[Dataset, Dataset]:
-    """(train, search-val) halves of the non-test images, split by ``seed``; search-val is not augmented."""
+def _search_indices(data: ImageData, seed: int, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
     order = np.random.default_rng(seed).permutation(len(data.trainval))
     n_val = int(round(val_fraction * len(order)))
-    train = TransformedSubset(data.trainval, order[n_val:], build_transforms(data, image_size, augment=True))
-    val = TransformedSubset(data.trainval, order[:n_val], build_transforms(data, image_size, augment=False))
+    return order[n_val:], order[:n_val]
+
+
+def search_splits(data: ImageData, image_size: int, seed: int, val_fraction: float = 0.5) -> tuple[Dataset, Dataset]:
+    """(train, search-val) halves of the non-test images, split by ``seed``; search-val is not augmented."""
+    train_index, val_index = _search_indices(data, seed, val_fraction)
+    train = TransformedSubset(data.trainval, train_index, build_transforms(data, image_size, augment=True))
+    val = TransformedSubset(data.trainval, val_index, build_transforms(data, image_size, augment=False))
     return train, val
+
+
+def search_holdout(data: ImageData, seed: int, val_fraction: float = 0.5) -> ImageData:
+    """The search's split as a data set whose test images are the search-val half: a baseline (e.g. random
+    search) selected on it is selected on the same held-out images the search used, never on the test set."""
+    train_index, val_index = _search_indices(data, seed, val_fraction)
+    return replace(data, trainval=Subset(data.trainval, train_index), test=Subset(data.trainval, val_index))
 
 
 def retrain_splits(data: ImageData, image_size: int) -> tuple[Dataset, Dataset]:

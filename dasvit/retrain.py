@@ -12,6 +12,7 @@ from typing import Any, Callable
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from torch import nn
 from tqdm.auto import tqdm
 
 from dasvit.config import RetrainConfig
@@ -54,11 +55,28 @@ def retrain(
     on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
 ) -> RetrainResult:
     """Train ``genotype``'s network from scratch on train + search-val and report test accuracy, params and MACs."""
-    device = torch.device(device)
-    image_size = config.data.resolved_image_size
     config.validate(genotype.patch_size)
     seed_everything(derived_seed(config.seed, 0))
-    model: DiscreteViT = build_model(genotype, image_size, data.in_chans, data.num_classes).to(device)
+    model: DiscreteViT = build_model(genotype, config.data.resolved_image_size, data.in_chans, data.num_classes)
+    result = train_from_scratch(model, config, data, out_dir, device, progress, on_epoch_end)
+    if out_dir is not None:
+        genotype.save(Path(out_dir) / "genotype.json")
+    return result
+
+
+def train_from_scratch(
+    model: nn.Module,
+    config: RetrainConfig,
+    data: ImageData,
+    out_dir: str | Path | None = None,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+    on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
+) -> RetrainResult:
+    """The retraining recipe for any image classifier, so that baselines (a hand ViT, a CNN) get the same one."""
+    device = torch.device(device)
+    model = model.to(device)
+    image_size = config.data.resolved_image_size
     params, macs = count_params(model), count_macs(model, image_size, data.in_chans)
     train_set, test_set = retrain_splits(data, image_size)
     steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
@@ -96,5 +114,4 @@ def retrain(
         out = Path(out_dir)
         atomic_torch_save(out / "model.pt", model.state_dict())
         atomic_write_text(out / "result.json", json.dumps(asdict(result), indent=2) + "\n")
-        genotype.save(out / "genotype.json")
     return result

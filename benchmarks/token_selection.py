@@ -1,0 +1,202 @@
+"""Token-selection cost: time and peak memory of one search step (alpha step + weight step) vs the keep ratio r.
+
+Memory is the peak of the memory allocated *during* the step above what was live before it (activations saved for
+backward, gradients, temporaries): on CPU from the torch profiler's allocation events, on GPU from
+``torch.cuda.max_memory_allocated``. FLOPs of the step come from ``torch.utils.flop_counter`` (FLOPs = 2 x MACs);
+on GPU the achieved FLOP/s is divided by the matmul peak measured in the same run. Every r runs in the same
+process, so the ratios to r = 1 are comparable even where absolute times are noisy.
+
+    python benchmarks/token_selection.py                       # default search config on CPU
+    python benchmarks/token_selection.py --device cuda --dtype bf16 --image-size 224 --patch-size 16 --embed-dim 384
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import platform
+import statistics
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import pandas as pd
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
+
+from dasvit.config import DataConfig, SearchConfig
+from dasvit.data import load_data, make_loader
+from dasvit.search import SearchRun
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+RESULTS = Path(__file__).parent / "results"
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@contextlib.contextmanager
+def precision(device: torch.device, dtype: torch.dtype) -> Iterator[None]:
+    if dtype == torch.float32:
+        yield
+    else:
+        with torch.autocast(device.type, dtype=dtype):
+            yield
+
+
+def peak_step_memory(run: SearchRun, batches: tuple, device: torch.device, dtype: torch.dtype) -> int:
+    """Bytes allocated during one step above what was live before it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        before = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        with precision(device, dtype):
+            run.step(*batches)
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - before
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as prof:
+        with precision(device, dtype):
+            run.step(*batches)
+    # Each op's own net allocation (frees outside ops appear as "[memory]" events), in time order.
+    changes = sorted((e.time_range.start, e.self_cpu_memory_usage) for e in prof.events())
+    live = peak = 0
+    for _, change in changes:
+        live += change
+        peak = max(peak, live)
+    return peak
+
+
+def step_flops(run: SearchRun, batches: tuple, device: torch.device, dtype: torch.dtype) -> int:
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter, precision(device, dtype):
+        run.step(*batches)
+    return counter.get_total_flops()
+
+
+def matmul_peak(device: torch.device, dtype: torch.dtype, n: int = 8192, repeats: int = 20) -> float:
+    """Achievable dense matmul FLOP/s of this device, measured on an n x n x n product."""
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+    for _ in range(3):
+        a @ b
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    sync(device)
+    return 2 * n**3 * repeats / (time.perf_counter() - start)
+
+
+def print_profile(run: SearchRun, batches: tuple, device: torch.device, dtype: torch.dtype, ratio: float) -> None:
+    """Where one step's time goes: the ops with the most self time (CPU and, on GPU, device time)."""
+    activities = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA]
+                                                          if device.type == "cuda" else [])
+    with torch.profiler.profile(activities=activities) as prof, precision(device, dtype):
+        run.step(*batches)
+        sync(device)
+    sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    print(f"--- profile of one step at r = {ratio} ---")
+    print(prof.key_averages().table(sort_by=sort, row_limit=15, max_name_column_width=40))
+
+
+def measure(config: SearchConfig, data: Any, device: torch.device, dtype: torch.dtype, steps: int,
+            warmup: int, profile: bool = False) -> dict[str, Any]:
+    run = SearchRun(config, data, device=device)
+    train, val = (make_loader(s, config.batch_size, shuffle=True, seed=config.seed, drop_last=True)
+                  for s in (run.train_set, run.val_set))
+    (xt, yt), (xv, yv) = next(iter(train)), next(iter(val))
+    batches = ((xt.to(device), yt.to(device)), (xv.to(device), yv.to(device)))
+    with precision(device, dtype):
+        for _ in range(warmup):
+            run.step(*batches)
+    times = []
+    for _ in range(steps):
+        sync(device)
+        start = time.perf_counter()
+        with precision(device, dtype):
+            run.step(*batches)
+        sync(device)
+        times.append(time.perf_counter() - start)
+    if profile:
+        print_profile(run, batches, device, dtype, config.keep_ratio)
+    return {"step_ms": 1e3 * statistics.median(times), "step_ms_min": 1e3 * min(times),
+            "peak_mem_mb": peak_step_memory(run, batches, device, dtype) / 2**20,
+            "step_gflop": step_flops(run, batches, device, dtype) / 1e9}
+
+
+def main(argv: list[str] | None = None) -> pd.DataFrame:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ratios", default="0.125,0.25,0.5,1.0")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", choices=DTYPES, default="fp32")
+    parser.add_argument("--dataset", default="mnist5k")
+    parser.add_argument("--image-size", type=int)
+    parser.add_argument("--patch-size", type=int)
+    parser.add_argument("--embed-dim", type=int, default=SearchConfig.embed_dim)
+    parser.add_argument("--batch-size", type=int, default=SearchConfig.batch_size)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--profile", action="store_true", help="print the top ops of one step per r")
+    parser.add_argument("--tag", default=None, help="results file stem (default: token_selection_<device>)")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    device, dtype = torch.device(args.device), DTYPES[args.dtype]
+    torch.manual_seed(0)
+    data = load_data(args.dataset, image_size=args.image_size)
+    base = SearchConfig(data=DataConfig(args.dataset, image_size=args.image_size), patch_size=args.patch_size,
+                        embed_dim=args.embed_dim, batch_size=args.batch_size)
+    rows = []
+    for ratio in [float(r) for r in args.ratios.split(",")]:
+        rows.append({"keep_ratio": ratio, **measure(base.with_overrides(keep_ratio=ratio), data, device, dtype,
+                                                    args.steps, args.warmup, args.profile)})
+        print(rows[-1], flush=True)
+    table = pd.DataFrame(rows)
+    full = table[table["keep_ratio"] == 1.0].iloc[0]
+    table["time_vs_r1"] = table["step_ms"] / full["step_ms"]
+    table["mem_vs_r1"] = table["peak_mem_mb"] / full["peak_mem_mb"]
+    table["flop_vs_r1"] = table["step_gflop"] / full["step_gflop"]
+    table["achieved_tflops"] = table["step_gflop"] / table["step_ms"]  # GFLOP / ms = TFLOP/s
+    meta = {"device": device_name(device), "dtype": args.dtype, "torch": torch.__version__, "dataset": args.dataset,
+            "image_size": data.native_size if args.image_size is None else args.image_size,
+            "patch_size": base.resolved_patch_size, "embed_dim": args.embed_dim, "batch_size": args.batch_size,
+            "stage0_depth": base.stages[0].depth, "ops": list(base.ops), "steps": args.steps}
+    if device.type == "cuda":
+        meta["matmul_peak_tflops"] = matmul_peak(device, dtype) / 1e12
+        table["fraction_of_matmul_peak"] = table["achieved_tflops"] / meta["matmul_peak_tflops"]
+    stem = args.tag or f"token_selection_{device.type}"
+    args.out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(args.out / f"{stem}.csv", index=False)
+    (args.out / f"{stem}.json").write_text(json.dumps({"meta": meta, "rows": table.to_dict("records")}, indent=2))
+    plot(table, meta, args.out / f"{stem}.png")
+    print(json.dumps(meta), "\n", table.to_string(index=False))
+    return table
+
+
+def plot(table: pd.DataFrame, meta: dict[str, Any], path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for column, label in (("time_vs_r1", "step time"), ("mem_vs_r1", "peak step memory"), ("flop_vs_r1", "FLOPs")):
+        ax.plot(table["keep_ratio"], table[column], marker="o", label=label)
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1, label="proportional to r")
+    ax.set(xlabel="keep ratio r", ylabel="relative to r = 1", title=f"{meta['device']}, {meta['dtype']}",
+           xlim=(0, 1.05), ylim=(0, 1.1))
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()

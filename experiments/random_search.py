@@ -1,0 +1,75 @@
+"""Searched vs random search at the same total compute.
+
+For each seed, DASViT's budget is the wall time of its search (measured, from the cached run's per-epoch
+seconds). Random search spends the same wall time drawing genotypes uniformly from the same space (the final
+stage's depth, every op; random alpha through the search's own argmax rule), training each briefly on the
+search's train half and scoring it on the search-val half, never on the test set; the best by val accuracy is
+then retrained exactly like the searched genotype. Both finals are compared on test accuracy, params and MACs.
+
+    python experiments/random_search.py [--seeds 0,1,2] [--proxy-epochs 3]
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import common
+import matplotlib.pyplot as plt
+import pandas as pd
+import torch
+
+from dasvit.baselines import random_genotype
+from dasvit.data import search_holdout
+from dasvit.genotype import InputSpec
+from dasvit.retrain import retrain
+from dasvit.seeding import derived_seed
+
+
+def random_search(exp: common.Experiment, plan: common.Budget, seed: int, budget_s: float, proxy_epochs: int):
+    """Draw and proxy-train random genotypes until ``budget_s`` wall seconds are spent; return the best and a log."""
+    config = plan.search
+    data = exp.data(config.data.dataset)
+    holdout = search_holdout(data, seed)
+    spec = InputSpec(config.data.resolved_image_size, data.in_chans, data.num_classes)
+    generator = torch.Generator().manual_seed(derived_seed(seed, 99))
+    proxy = replace(plan.retrain, epochs=proxy_epochs, seed=seed)
+    start, tried = time.perf_counter(), []
+    while time.perf_counter() - start < budget_s or not tried:
+        genotype = random_genotype(config.space, config.stages[-1].depth, config.embed_dim,
+                                   config.resolved_patch_size, spec, generator)
+        result = retrain(genotype, proxy, holdout)
+        tried.append((result.test_acc, genotype, time.perf_counter() - start))
+    best = max(tried, key=lambda t: t[0])
+    return best[1], [{"seed": seed, "draw": k, "val_acc": acc, "elapsed_s": t} for k, (acc, _, t) in enumerate(tried)]
+
+
+def main(argv: list[str] | None = None) -> pd.DataFrame:
+    parser = common.parser(__doc__)
+    parser.add_argument("--proxy-epochs", type=int, default=3)
+    args = parser.parse_args(argv)
+    plan = common.budget(args.smoke)
+    rows, draws = [], []
+    with common.Experiment("random_search", args) as exp:
+        for seed in common.seeds(args):
+            run = exp.search(plan.search.with_overrides(seed=seed), f"search-seed{seed}")
+            budget_s = sum(r.seconds for r in run.history)
+            best, log = random_search(exp, plan, seed, budget_s, 1 if args.smoke else args.proxy_epochs)
+            draws += log
+            config = replace(plan.retrain, seed=seed)
+            for method, genotype, n in (("DASViT", run.genotype(), 1), ("random search", best, len(log))):
+                result = exp.retrain(f"{method}-seed{seed}", config, genotype=genotype)
+                rows.append({"method": method, "seed": seed, "search_s": budget_s, "candidates": n, **result})
+        table = pd.DataFrame(rows)
+        summary = common.mean_std(table, "method", ["test_acc", "params", "macs", "candidates"])
+        fig, ax = plt.subplots(figsize=(5, 3.2))
+        for seed, group in pd.DataFrame(draws).groupby("seed"):
+            ax.plot(group["elapsed_s"], group["val_acc"].cummax(), marker=".", label=f"random, seed {seed}")
+        ax.set(xlabel="wall seconds (DASViT's search budget)", ylabel="best proxy val accuracy so far")
+        ax.legend(fontsize=8)
+        exp.write(table, summary, fig, {"proxy_epochs": args.proxy_epochs, "draws": draws})
+    return table
+
+
+if __name__ == "__main__":
+    main()

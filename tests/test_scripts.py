@@ -1,0 +1,76 @@
+"""Every benchmark and experiment script runs end to end at smoke size (CI does not time anything): each writes
+its results files and logs a finished MLflow parent run with one child run per search or retraining."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from dasvit_platform import tracking
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_script(path: str, *args: str) -> str:
+    done = subprocess.run([sys.executable, str(REPO / path), *args], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    """One results folder (and so one search/retrain cache) and one MLflow store for all the experiment scripts."""
+    folder = tmp_path_factory.mktemp("experiments")
+    return folder, tracking.default_tracking_uri(folder)
+
+
+EXPERIMENTS = {  # script -> (extra args, rows its table must have with one seed)
+    "searched_vs_hand": ([], 3),
+    "transfer": ([], 2),
+    "search_cost": ([], 2),
+    "random_search": ([], 2),
+    "fairness": (["--lambdas", "0,2"], 2),
+    "token_ratio": (["--ratios", "0.5,1"], 2),
+    "search_retrain_gap": (["--ratios", "0.5,1"], 2),
+}
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_experiment_script_smoke(name, shared):
+    folder, uri = shared
+    extra, rows = EXPERIMENTS[name]
+    run_script(f"experiments/{name}.py", "--smoke", "--seeds", "0", "--out", str(folder), "--tracking-uri", uri, *extra)
+    for suffix in (".csv", ".md", ".json", ".png"):
+        assert (folder / f"{name}{suffix}").stat().st_size > 0
+    table = pd.read_csv(folder / f"{name}.csv")
+    assert len(table) == rows
+    client = tracking.client_for(uri)
+    runs = client.search_runs([client.get_experiment_by_name(f"dasvit-{name}").experiment_id])
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    assert sum(r.data.tags.get(tracking.KIND_TAG) == "experiment" for r in runs) == 1 and len(runs) > 1
+
+
+def test_token_selection_benchmark_smoke(tmp_path):
+    run_script("benchmarks/token_selection.py", "--dataset", "digits", "--embed-dim", "16", "--steps", "1",
+               "--warmup", "0", "--ratios", "0.25,1.0", "--out", str(tmp_path))
+    rows = json.loads((tmp_path / "token_selection_cpu.json").read_text())["rows"]
+    assert [r["keep_ratio"] for r in rows] == [0.25, 1.0]
+    assert rows[0]["step_gflop"] < rows[1]["step_gflop"] and rows[0]["peak_mem_mb"] < rows[1]["peak_mem_mb"]
+
+
+def test_scaling_benchmark_smoke(tmp_path):
+    run_script("benchmarks/scaling.py", "--dataset", "digits", "--steps", "2", "--warmup", "1", "--out", str(tmp_path))
+    table = pd.read_csv(tmp_path / "scaling.csv")
+    assert list(table["workers"]) == [1, 1, 1, 2] and (table["images_per_s"] > 0).all()
+
+
+def test_ray_overhead_benchmark_smoke(tmp_path):
+    run_script("benchmarks/ray_overhead.py", "--dataset", "digits", "--epochs", "1", "--trials", "1",
+               "--out", str(tmp_path))
+    summary = json.loads((tmp_path / "ray_overhead.json").read_text())["summary"]
+    assert summary["trials"] == 1 and summary["sweep_s"] > 0 and summary["inprocess_s"] > 0
