@@ -99,3 +99,20 @@ def test_show_vit_b16_prints_torchvision_counts(capsys):
     assert main(["show", "vit_b16", "--image-size", "224", "--num-classes", "1000"]) == 0
     printed = capsys.readouterr().out
     assert "params: 86,567,656" in printed and "17.56 GMACs" in printed
+
+
+@pytest.mark.parametrize("dataset,layout,needle", [
+    ("cifar10", {"cifar-10-batches-py/data_batch_1": b"\x80\x04garbage"}, "cifar10 not found or corrupt under"),
+    ("cifar100", {}, "cifar100 not found or corrupt under"),
+    ("imagefolder", {"readme.txt": b"no class folders here"}, "is not a readable class-folder tree"),
+])
+def test_corrupt_data_root_exits_2_and_writes_nothing(dataset, layout, needle, tmp_path, capsys):
+    root = tmp_path / "root"
+    root.mkdir()
+    for name, content in layout.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(content)
+    out = tmp_path / "out"
+    assert main(["search", "--dataset", dataset, "--data-root", str(root), "--out", str(out), "--quiet"]) == 2
+    assert needle in capsys.readouterr().err
+    assert not out.exists()
