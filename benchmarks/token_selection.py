@@ -30,6 +30,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from dasvit.config import DataConfig, SearchConfig
 from dasvit.data import load_data, make_loader
+from dasvit.metrics import peak_memory_during
 from dasvit.search import SearchRun
 
 matplotlib.use("Agg")
@@ -61,24 +62,12 @@ def precision(device: torch.device, dtype: torch.dtype) -> Iterator[None]:
 
 def peak_step_memory(run: SearchRun, batches: tuple, device: torch.device, dtype: torch.dtype) -> int:
     """Bytes allocated during one step above what was live before it."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        before = torch.cuda.memory_allocated(device)
-        torch.cuda.reset_peak_memory_stats(device)
+
+    def step() -> None:
         with precision(device, dtype):
             run.step(*batches)
-        torch.cuda.synchronize(device)
-        return torch.cuda.max_memory_allocated(device) - before
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as prof:
-        with precision(device, dtype):
-            run.step(*batches)
-    # Each op's own net allocation (frees outside ops appear as "[memory]" events), in time order.
-    changes = sorted((e.time_range.start, e.self_cpu_memory_usage) for e in prof.events())
-    live = peak = 0
-    for _, change in changes:
-        live += change
-        peak = max(peak, live)
-    return peak
+
+    return peak_memory_during(step, device)
 
 
 def step_flops(run: SearchRun, batches: tuple, device: torch.device, dtype: torch.dtype) -> int:

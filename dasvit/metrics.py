@@ -7,11 +7,13 @@ counted, as in torchvision's and timm's published figures (ViT-B/16 at 224 px: 1
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import Dataset
 from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.data import Dataset
 from torch.utils.flop_counter import FlopCounterMode
 
 from dasvit.data import make_loader
@@ -60,3 +62,26 @@ def evaluate(model: nn.Module, dataset: Dataset, device: torch.device) -> tuple[
     """Mean cross-entropy and accuracy of ``model`` over ``dataset`` (eval mode, no gradients)."""
     loss_sum, correct, count = evaluate_sums(model, dataset, device)
     return loss_sum / count, correct / count
+
+
+def peak_memory_during(step: Callable[[], object], device: torch.device) -> int:
+    """Bytes allocated while ``step`` runs above what was live before it (activations, gradients, temporaries).
+
+    GPU: ``torch.cuda.max_memory_allocated``. CPU: the torch profiler's allocation events, each op's own net
+    allocation in time order (a process's peak RSS is dominated by imports and data, not by the step).
+    """
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        before = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        step()
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - before
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as prof:
+        step()
+    changes = sorted((e.time_range.start, e.self_cpu_memory_usage) for e in prof.events())
+    live = peak = 0
+    for _, change in changes:
+        live += change
+        peak = max(peak, live)
+    return peak

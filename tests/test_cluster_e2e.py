@@ -2,8 +2,9 @@
 ``ray up cluster/local.yaml`` -> ``ray submit ... experiments/sweep.py`` (which uploads only that one file) ->
 ``ray down``.
 
-It needs sshd on 127.0.0.1 accepting key login for the current user, and it appends (then removes) one line that
-activates this test's Python environment to ``~/.bashrc``, so run it on a disposable machine or account:
+It needs sshd on 127.0.0.1 accepting key login for the current user, and rsync (the launcher copies with it).
+It appends (then removes) one line that activates this test's Python environment to ``~/.bashrc``, so run it on
+a disposable machine or account:
 
     DASVIT_E2E_CLUSTER=1 pytest tests/test_cluster_e2e.py      # key: $DASVIT_E2E_SSH_KEY or ~/.ssh/id_ed25519
 
