@@ -13,16 +13,13 @@ import common
 import matplotlib.pyplot as plt
 import pandas as pd
 from scipy.stats import kendalltau
-from token_ratio import ratio_rows
+from token_ratio import parse_args, ratio_table
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
-    parser = common.parser(__doc__)
-    parser.add_argument("--ratios", default="0.25,0.5,1")
-    args = parser.parse_args(argv)
-    plan = common.budget(args.smoke)
+    args = parse_args(__doc__, argv)
     with common.Experiment("search_retrain_gap", args) as exp:
-        table = pd.DataFrame(ratio_rows(exp, plan, [float(r) for r in args.ratios.split(",")], common.seeds(args)))
+        table = ratio_table(exp, args)
         table["gap"] = table["test_acc"] - table["supernet_val_acc"]
         tau, p_value = kendalltau(table["supernet_val_acc"], table["test_acc"])
         summary = pd.DataFrame([{"genotypes": len(table), "kendall_tau": tau, "p_value": p_value,

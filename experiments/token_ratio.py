@@ -9,6 +9,7 @@ accuracy, params and MACs of the genotype (FLOPs = 2 x MACs).
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import replace
 
 import common
@@ -16,27 +17,31 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 
-def ratio_rows(exp: common.Experiment, plan: common.Budget, ratios: list[float], seeds: list[int]) -> list[dict]:
+def parse_args(description: str, argv: list[str] | None) -> argparse.Namespace:
+    parser = common.parser(description)
+    parser.add_argument("--ratios", default="0.25,0.5,1")
+    return parser.parse_args(argv)
+
+
+def ratio_table(exp: common.Experiment, args: argparse.Namespace) -> pd.DataFrame:
     """One row per (r, seed): the search's cost and val accuracy next to its genotype's retrained accuracy."""
+    plan = common.budget(args.smoke)
     rows = []
-    for ratio in ratios:
-        for seed in seeds:
+    for ratio in [float(r) for r in args.ratios.split(",")]:
+        for seed in common.seeds(args):
             run = exp.search(plan.search.with_overrides(seed=seed, keep_ratio=ratio), f"r{ratio:g}-seed{seed}")
             result = exp.retrain(f"r{ratio:g}-seed{seed}-retrain", replace(plan.retrain, seed=seed),
                                  genotype=run.genotype())
             rows.append({"keep_ratio": ratio, "seed": seed, "search_s": sum(r.seconds for r in run.history),
                          "supernet_val_acc": run.history[-1].val_acc, "test_acc": result["test_acc"],
                          "params": result["params"], "macs": result["macs"]})
-    return rows
+    return pd.DataFrame(rows)
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
-    parser = common.parser(__doc__)
-    parser.add_argument("--ratios", default="0.25,0.5,1")
-    args = parser.parse_args(argv)
-    plan = common.budget(args.smoke)
+    args = parse_args(__doc__, argv)
     with common.Experiment("token_ratio", args) as exp:
-        table = pd.DataFrame(ratio_rows(exp, plan, [float(r) for r in args.ratios.split(",")], common.seeds(args)))
+        table = ratio_table(exp, args)
         summary = common.mean_std(table, "keep_ratio", ["search_s", "supernet_val_acc", "test_acc", "params", "macs"])
         fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3.2))
         left.errorbar(summary["keep_ratio"], summary["search_s_mean"], yerr=summary["search_s_std"].fillna(0),
