@@ -5,7 +5,7 @@ stopping, no retraining), with one Ray Train worker of all the machine's CPUs pe
 (lambda, r) pairs Optuna chose run as plain ``SearchRun``s in this process with as many torch threads. The
 difference is what Ray, Tune, Train and the tracking cost. Wall times include everything the user waits for.
 
-    python benchmarks/ray_overhead.py                 # K = 2 trials of about 2 minutes each on 2 CPU cores
+    python benchmarks/ray_overhead.py                 # K = 2 trials of 1.5-2 minutes each on 2 CPU cores
     python benchmarks/ray_overhead.py --epochs 1 --trials 2 --out /tmp/smoke   # smoke size
 """
 
@@ -45,7 +45,7 @@ def sweep_config(trials: int, epochs: int, cpus: int, seed: int, dataset: str) -
 def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=2)
-    parser.add_argument("--epochs", type=int, default=6, help="epochs per stage (3 stages)")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs per stage (3 stages)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dataset", default="mnist5k")
     parser.add_argument("--out", type=Path, default=RESULTS)
