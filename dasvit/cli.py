@@ -127,6 +127,9 @@ def _print_summary(genotype: Genotype, image_size: int, in_chans: int, num_class
         print(f"  block {index:2d}: {edges}")
     print(f"params: {params:,}")
     print(f"MACs:   {macs:,} ({macs / 1e9:.2f} GMACs, {2 * macs / 1e9:.2f} GFLOPs; FLOPs = 2 x MACs)")
+    if not genotype.cls_sees_patches:
+        print("warning: no live attention op: the CLS token, all the head reads, never sees a patch, so this "
+              "network cannot classify", file=sys.stderr)
 
 
 def cmd_show(args: argparse.Namespace) -> int:

@@ -23,7 +23,7 @@ node to a later one (so the graph is acyclic), every intermediate node has at le
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -77,6 +77,11 @@ class Genotype:
     input: InputSpec
     blocks: tuple[BlockGenotype, ...]
     meta: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def cls_sees_patches(self) -> bool:
+        """Whether a live attention op lets the CLS token, all the head reads, gather patch information."""
+        return any(parse_op(e.op).family == "attn" for block in self.blocks for e in block.live_edges())
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -213,11 +218,18 @@ def derive_genotype(
     meta: dict[str, Any] | None = None,
 ) -> Genotype:
     """Argmax discretisation (DARTS): each edge takes its strongest op other than ``none``; each node keeps the
-    ``edges_per_node`` incoming edges whose chosen op has the largest softmax weight (ties: earlier source)."""
+    ``edges_per_node`` incoming edges whose chosen op has the largest softmax weight (ties: earlier source).
+
+    One constraint on top: the head reads only the CLS token, and only attention moves patch information into it
+    (a grid conv has no CLS position), so a network without a live attention op is a constant classifier. When
+    argmax yields one, the block output takes, in place of its weakest input, the attention edge with the largest
+    weight among the edges into a block output (``meta["attention_routed"]`` records where).
+    """
     none_column = [k for k, name in enumerate(op_names) if parse_op(name).family == "none"]
-    blocks = []
+    blocks, weights = [], []
     for alpha, mask in zip(alphas, masks):
         probs = masked_softmax(alpha.detach().float(), mask)
+        weights.append(probs.masked_fill(~mask, -1.0))
         candidates = probs.clone()
         candidates[:, none_column] = -1.0
         candidates[~mask] = -1.0
@@ -229,4 +241,25 @@ def derive_genotype(
             for e, i in incoming[:edges_per_node]:
                 edges.append(Edge(i, j, op_names[int(best_op[e])]))
         blocks.append(BlockGenotype(nodes, tuple(sorted(edges, key=lambda e: (e.target, e.source)))))
-    return Genotype(embed_dim, patch_size, input_spec, tuple(blocks), dict(meta or {}))
+    genotype = Genotype(embed_dim, patch_size, input_spec, tuple(blocks), dict(meta or {}))
+    return genotype if genotype.cls_sees_patches else _route_attention(genotype, weights, op_names)
+
+
+def _route_attention(genotype: Genotype, weights: list[torch.Tensor], op_names: list[str]) -> Genotype:
+    """``genotype`` with its strongest block-output attention edge made live (unchanged if masks allow none)."""
+    attention = [k for k, name in enumerate(op_names) if parse_op(name).family == "attn"]
+    edges = dag_edges(genotype.blocks[0].nodes) if genotype.blocks else []
+    options = [(float(w[e, k]), b, e, k) for b, w in enumerate(weights) for e, (_, t) in enumerate(edges)
+               for k in attention if t == genotype.blocks[b].nodes and w[e, k] >= 0]
+    if not options:
+        return genotype
+    _, b, e, k = max(options, key=lambda o: (o[0], -o[1], -o[2]))
+    block, (source, target) = genotype.blocks[b], edges[e]
+    inputs = [edge for edge in block.edges if edge.target == target and edge.source != source]
+    if len(inputs) == len([edge for edge in block.edges if edge.target == target]):  # the output's inputs are full
+        inputs.sort(key=lambda edge: float(weights[b][edges.index((edge.source, target)), op_names.index(edge.op)]))
+        inputs = inputs[1:]
+    kept = [edge for edge in block.edges if edge.target != target] + inputs + [Edge(source, target, op_names[k])]
+    routed = BlockGenotype(block.nodes, tuple(sorted(kept, key=lambda edge: (edge.target, edge.source))))
+    blocks = genotype.blocks[:b] + (routed,) + genotype.blocks[b + 1:]
+    return replace(genotype, blocks=blocks, meta={**genotype.meta, "attention_routed": {"block": b, "from": source}})

@@ -116,3 +116,13 @@ def test_corrupt_data_root_exits_2_and_writes_nothing(dataset, layout, needle, t
     assert main(["search", "--dataset", dataset, "--data-root", str(root), "--out", str(out), "--quiet"]) == 2
     assert needle in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_show_warns_about_a_genotype_whose_cls_never_sees_a_patch(tmp_path, capsys):
+    blind = json.dumps({"version": 1, "embed_dim": 16, "patch_size": 2, "input": {"image_size": 8, "in_chans": 1,
+                        "num_classes": 10}, "blocks": [{"nodes": 2, "edges": [{"from": 0, "to": 1, "op": "attn_h2"},
+                                                                              {"from": 0, "to": 2, "op": "conv_k3"}]}]})
+    assert main(["show", _bad_genotype(tmp_path, blind)]) == 0
+    assert "the CLS token, all the head reads, never sees a patch" in capsys.readouterr().err
+    assert main(["show", "vit_ti16"]) == 0
+    assert "warning" not in capsys.readouterr().err

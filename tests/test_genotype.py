@@ -81,7 +81,28 @@ def test_derive_takes_argmax_without_none_and_top_edges():
                                input_spec=InputSpec(8, 1, 10))
     assert genotype.blocks[0].edges == (Edge(0, 1, "attn_h2"), Edge(1, 2, "mlp_r2"))
     masked = mask.clone()
-    masked[0, 2] = False  # attn pruned on edge (0,1): the next best non-none op is taken
+    masked[0, 2] = False  # attn pruned on edge (0,1): the next best non-none op is taken ...
     genotype = derive_genotype([alpha], [masked], ops, 2, 2, 16, 2, InputSpec(8, 1, 10))
-    assert genotype.blocks[0].edges == (Edge(0, 1, "mlp_r2"), Edge(0, 2, "skip"), Edge(1, 2, "mlp_r2"))
+    # ... which leaves no attention: the output's input from node 0 becomes its attention op (weight e^0 / (e^5 +
+    # e^1.5 + 2) beats edge (1,2)'s e^0 / (e^5 + e^3 + 2)), so the CLS token still sees the patches
+    assert genotype.blocks[0].edges == (Edge(0, 1, "mlp_r2"), Edge(0, 2, "attn_h2"), Edge(1, 2, "mlp_r2"))
+    assert genotype.cls_sees_patches and genotype.meta["attention_routed"] == {"block": 0, "from": 0}
     genotype_from_dict(genotype.to_dict())  # what discretisation writes passes validation
+
+
+def test_argmax_without_live_attention_routes_the_strongest_output_edge():
+    """The failure seen in a real sweep: attention chosen only on edges into dead nodes (0->1 while the output
+    reads node 0) gives a constant classifier; the strongest attention edge into any block output is made live."""
+    ops = ["none", "skip", "attn_h2", "mlp_r2", "conv_k3"]
+    conv_wins = torch.tensor([[0.0, 0.0, 3.0, 0.0, 1.0], [0.0, 0.0, 0.5, 0.0, 2.0], [0.0, 0.0, 0.2, 1.0, 2.0]])
+    stronger = conv_wins.clone()
+    stronger[2, 2] = 1.5  # block 1's edge (1,2) has the largest attention weight of all output edges
+    masks = [torch.ones(3, 5, dtype=torch.bool)] * 2
+    genotype = derive_genotype([conv_wins, stronger], masks, ops, 2, 1, 16, 2, InputSpec(8, 1, 10))
+    assert genotype.blocks[0].edges == (Edge(0, 1, "attn_h2"), Edge(0, 2, "conv_k3"))  # untouched
+    assert genotype.blocks[1].edges == (Edge(0, 1, "attn_h2"), Edge(1, 2, "attn_h2"))
+    assert genotype.cls_sees_patches and genotype.meta["attention_routed"] == {"block": 1, "from": 1}
+
+    no_attention = [torch.tensor([[True, True, False, True, True]] * 3)] * 2  # pruned away: nothing to route
+    blind = derive_genotype([conv_wins, stronger], no_attention, ops, 2, 1, 16, 2, InputSpec(8, 1, 10))
+    assert not blind.cls_sees_patches and "attention_routed" not in blind.meta
