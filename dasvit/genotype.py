@@ -222,8 +222,7 @@ def derive_genotype(
 
     One constraint on top: the head reads only the CLS token, and only attention moves patch information into it
     (a grid conv has no CLS position), so a network without a live attention op is a constant classifier. When
-    argmax yields one, the block output takes, in place of its weakest input, the attention edge with the largest
-    weight among the edges into a block output (``meta["attention_routed"]`` records where).
+    argmax yields one, ``_route_attention`` makes an attention op live (``meta["attention_routed"]`` says where).
     """
     none_column = [k for k, name in enumerate(op_names) if parse_op(name).family == "none"]
     blocks, weights = [], []
@@ -246,20 +245,47 @@ def derive_genotype(
 
 
 def _route_attention(genotype: Genotype, weights: list[torch.Tensor], op_names: list[str]) -> Genotype:
-    """``genotype`` with its strongest block-output attention edge made live (unchanged if masks allow none)."""
-    attention = [k for k, name in enumerate(op_names) if parse_op(name).family == "attn"]
-    edges = dag_edges(genotype.blocks[0].nodes) if genotype.blocks else []
-    options = [(float(w[e, k]), b, e, k) for b, w in enumerate(weights) for e, (_, t) in enumerate(edges)
-               for k in attention if t == genotype.blocks[b].nodes and w[e, k] >= 0]
+    """``genotype`` with an attention op made live, changing as little of the argmax choice as it can:
+
+    1. argmax chose attention into a node the block output does not read: the output reads that node instead
+       (through that edge's strongest op), for the strongest such attention edge;
+    2. else the strongest attention op on an edge into a block output becomes one of the output's inputs;
+    3. else (the masks allow no attention there) the genotype is returned unchanged.
+    """
+    families = [parse_op(name).family for name in op_names]
+    nodes = genotype.blocks[0].nodes if genotype.blocks else 0
+    edges = dag_edges(nodes)
+
+    def weight(b: int, source: int, target: int, k: int) -> float:
+        return float(weights[b][edges.index((source, target)), k])
+
+    dead = [(weight(b, e.source, e.target, op_names.index(e.op)), b, e.target)
+            for b, block in enumerate(genotype.blocks) for e in block.edges
+            if families[op_names.index(e.op)] == "attn" and e.target != nodes]
+    for _, b, node in sorted(dead, key=lambda d: (-d[0], d[1])):
+        usable = [k for k, family in enumerate(families) if family != "none" and weight(b, node, nodes, k) >= 0]
+        if usable:
+            best = max(usable, key=lambda k: weight(b, node, nodes, k))
+            return _feed_output(genotype, weights, op_names, b, node, op_names[best])
+    options = [(weight(b, i, t, k), b, i, k) for b in range(len(genotype.blocks)) for i, t in edges
+               for k, family in enumerate(families) if family == "attn" and t == nodes and weight(b, i, t, k) >= 0]
     if not options:
         return genotype
-    _, b, e, k = max(options, key=lambda o: (o[0], -o[1], -o[2]))
-    block, (source, target) = genotype.blocks[b], edges[e]
+    _, b, source, k = max(options, key=lambda o: (o[0], -o[1], -o[2]))
+    return _feed_output(genotype, weights, op_names, b, source, op_names[k])
+
+
+def _feed_output(genotype: Genotype, weights: list[torch.Tensor], op_names: list[str], b: int, source: int,
+                 op: str) -> Genotype:
+    """Block ``b``'s output reads node ``source`` through ``op``, in place of its input from ``source`` if it had
+    one, else of its weakest input."""
+    block = genotype.blocks[b]
+    target, edges = block.nodes, dag_edges(block.nodes)
     inputs = [edge for edge in block.edges if edge.target == target and edge.source != source]
     if len(inputs) == len([edge for edge in block.edges if edge.target == target]):  # the output's inputs are full
         inputs.sort(key=lambda edge: float(weights[b][edges.index((edge.source, target)), op_names.index(edge.op)]))
         inputs = inputs[1:]
-    kept = [edge for edge in block.edges if edge.target != target] + inputs + [Edge(source, target, op_names[k])]
+    kept = [edge for edge in block.edges if edge.target != target] + inputs + [Edge(source, target, op)]
     routed = BlockGenotype(block.nodes, tuple(sorted(kept, key=lambda edge: (edge.target, edge.source))))
     blocks = genotype.blocks[:b] + (routed,) + genotype.blocks[b + 1:]
     return replace(genotype, blocks=blocks, meta={**genotype.meta, "attention_routed": {"block": b, "from": source}})

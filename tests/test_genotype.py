@@ -91,18 +91,28 @@ def test_derive_takes_argmax_without_none_and_top_edges():
 
 
 def test_argmax_without_live_attention_routes_the_strongest_output_edge():
-    """The failure seen in a real sweep: attention chosen only on edges into dead nodes (0->1 while the output
-    reads node 0) gives a constant classifier; the strongest attention edge into any block output is made live."""
+    """No attention chosen anywhere (a constant classifier): the strongest attention edge into any block output
+    becomes an input of that output, in place of its weakest one."""
     ops = ["none", "skip", "attn_h2", "mlp_r2", "conv_k3"]
-    conv_wins = torch.tensor([[0.0, 0.0, 3.0, 0.0, 1.0], [0.0, 0.0, 0.5, 0.0, 2.0], [0.0, 0.0, 0.2, 1.0, 2.0]])
+    conv_wins = torch.tensor([[0.0, 0.0, 0.8, 0.0, 2.0], [0.0, 0.0, 0.5, 0.0, 2.0], [0.0, 0.0, 0.2, 1.0, 2.0]])
     stronger = conv_wins.clone()
     stronger[2, 2] = 1.5  # block 1's edge (1,2) has the largest attention weight of all output edges
     masks = [torch.ones(3, 5, dtype=torch.bool)] * 2
     genotype = derive_genotype([conv_wins, stronger], masks, ops, 2, 1, 16, 2, InputSpec(8, 1, 10))
-    assert genotype.blocks[0].edges == (Edge(0, 1, "attn_h2"), Edge(0, 2, "conv_k3"))  # untouched
-    assert genotype.blocks[1].edges == (Edge(0, 1, "attn_h2"), Edge(1, 2, "attn_h2"))
+    assert genotype.blocks[0].edges == (Edge(0, 1, "conv_k3"), Edge(0, 2, "conv_k3"))  # untouched
+    assert genotype.blocks[1].edges == (Edge(0, 1, "conv_k3"), Edge(1, 2, "attn_h2"))
     assert genotype.cls_sees_patches and genotype.meta["attention_routed"] == {"block": 1, "from": 1}
 
     no_attention = [torch.tensor([[True, True, False, True, True]] * 3)] * 2  # pruned away: nothing to route
     blind = derive_genotype([conv_wins, stronger], no_attention, ops, 2, 1, 16, 2, InputSpec(8, 1, 10))
     assert not blind.cls_sees_patches and "attention_routed" not in blind.meta
+
+
+def test_argmax_with_dead_attention_makes_its_node_feed_the_output():
+    """Seen in a real sweep: attention chosen on 0->1 while the output reads node 0 through a conv. The output
+    then reads node 1 instead, through edge (1,2)'s strongest op; the argmax ops stay as they were."""
+    ops = ["none", "skip", "attn_h2", "mlp_r2", "conv_k3"]
+    alpha = torch.tensor([[0.0, 0.0, 3.0, 0.0, 1.0], [0.0, 0.0, 0.5, 0.0, 2.0], [0.0, 0.0, 0.2, 1.0, 1.5]])
+    genotype = derive_genotype([alpha], [torch.ones(3, 5, dtype=torch.bool)], ops, 2, 1, 16, 2, InputSpec(8, 1, 10))
+    assert genotype.blocks[0].edges == (Edge(0, 1, "attn_h2"), Edge(1, 2, "conv_k3"))
+    assert genotype.cls_sees_patches and genotype.meta["attention_routed"] == {"block": 0, "from": 1}
