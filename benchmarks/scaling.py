@@ -10,6 +10,7 @@ Each worker gets 1 CPU and 1 torch thread. For reference, one in-process search 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import platform
 import tempfile
@@ -36,7 +37,7 @@ def timed_steps(steps: int, warmup: int, dataset: str) -> float:
     run = SearchRun(SearchConfig(data=DataConfig(dataset)), load_data(dataset))
     loaders = [make_loader(s, run.config.batch_size, shuffle=True, drop_last=True, shard=(rank(), world_size()))
                for s in (run.train_set, run.val_set)]
-    batches = list(zip(*loaders))[: steps + warmup]
+    batches = list(itertools.islice(zip(*loaders), steps + warmup))  # only the batches it times
     for train, val in batches[:warmup]:
         run.step(train, val)
     if world_size() > 1:

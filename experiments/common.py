@@ -16,7 +16,7 @@ import platform
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -47,10 +47,6 @@ class Budget:
 
     search: SearchConfig
     retrain: RetrainConfig
-
-    def on(self, dataset: str) -> Budget:
-        data = DataConfig(dataset)
-        return Budget(replace(self.search, data=data), replace(self.retrain, data=data))
 
 
 def budget(smoke: bool, dataset: str = "mnist5k") -> Budget:
