@@ -1,5 +1,9 @@
 """The parts every DASViT network shares, searchable or not: patch embedding + CLS + position embedding, and the
-final LayerNorm + linear head on the CLS token (the torchvision ``vit_b_16`` layout, parameter for parameter)."""
+final LayerNorm + linear head (the torchvision ``vit_b_16`` layout, parameter for parameter).
+
+The head reads the CLS token (``pool="cls"``, as ViT-B/16) or the mean of the patch tokens (``pool="avg"``, timm's
+``global_pool="avg"``). The mean-pooled head sees every patch whatever ops the blocks hold, so no architecture is a
+constant classifier and every op of every block reaches the loss; the CLS token stays, for token selection."""
 
 from __future__ import annotations
 
@@ -26,11 +30,18 @@ class ViTStem(nn.Module):
         return torch.cat([cls, patches], dim=1) + self.pos_embed
 
 
+POOLS = ("cls", "avg")
+
+
 class ViTHead(nn.Module):
-    def __init__(self, dim: int, num_classes: int):
+    def __init__(self, dim: int, num_classes: int, pool: str = "cls"):
         super().__init__()
+        if pool not in POOLS:
+            raise ValueError(f"head {pool!r} is not one of {', '.join(POOLS)}")
+        self.pool = pool
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.fc = nn.Linear(dim, num_classes)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.norm(tokens[:, 0]))
+        pooled = tokens[:, 0] if self.pool == "cls" else tokens[:, 1:].mean(dim=1)
+        return self.fc(self.norm(pooled))

@@ -9,24 +9,24 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dasvit.genotype import BlockGenotype, Edge, Genotype, InputSpec, derive_genotype
+from dasvit.discretise import discretise
+from dasvit.genotype import BlockGenotype, Edge, Genotype, InputSpec
 from dasvit.search_space import SearchSpace
 
 
 def hand_vit(depth: int, embed_dim: int, patch_size: int, input_spec: InputSpec, heads: int = 4,
-             mlp_ratio: int = 4) -> Genotype:
+             mlp_ratio: int = 4, head: str = "cls") -> Genotype:
     """The standard ViT encoder (``x + MHSA(LN x)``, then ``x + MLP(LN x)``) of the given depth and width."""
     block = BlockGenotype(2, (Edge(0, 1, f"attn_h{heads}"), Edge(1, 2, f"mlp_r{mlp_ratio}")))
-    return Genotype(embed_dim, patch_size, input_spec, (block,) * depth, {"baseline": "hand_vit"})
+    return Genotype(embed_dim, patch_size, input_spec, (block,) * depth, {"baseline": "hand_vit"}, head)
 
 
 def random_genotype(space: SearchSpace, depth: int, embed_dim: int, patch_size: int, input_spec: InputSpec,
-                    generator: torch.Generator) -> Genotype:
+                    generator: torch.Generator, head: str = "avg") -> Genotype:
     """A uniformly random architecture of ``space``: random alpha, discretised by the search's own argmax rule."""
     alphas = [torch.rand(space.num_edges, len(space.ops), generator=generator) for _ in range(depth)]
     masks = [space.full_mask() for _ in range(depth)]
-    return derive_genotype(alphas, masks, list(space.ops), space.nodes, space.edges_per_node, embed_dim, patch_size,
-                           input_spec, {"baseline": "random"})
+    return discretise(alphas, masks, space, embed_dim, patch_size, input_spec, head, {"baseline": "random"})
 
 
 class SmallCNN(nn.Module):

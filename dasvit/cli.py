@@ -76,7 +76,7 @@ def search_config_from_args(args: argparse.Namespace) -> SearchConfig:
     ops = tuple(o.strip() for o in args.ops.split(",") if o.strip()) if args.ops is not None else None
     config = config.with_overrides(
         data=_data_config(args, config.data), patch_size=args.patch_size, embed_dim=args.embed_dim, ops=ops,
-        nodes=args.nodes, edges_per_node=args.edges_per_node, stages=stages, keep_ratio=args.keep_ratio,
+        nodes=args.nodes, edges_per_node=args.edges_per_node, stages=stages, keep_ratio=args.keep_ratio, head=args.head,
         fairness_lambda=args.fairness_lambda, batch_size=args.batch_size, alpha_lr=args.alpha_lr,
         seed=args.seed, second_order=True if args.second_order else None,
     )
@@ -127,7 +127,8 @@ def _print_summary(genotype: Genotype, image_size: int, in_chans: int, num_class
         print(f"  block {index:2d}: {edges}")
     print(f"params: {params:,}")
     print(f"MACs:   {macs:,} ({macs / 1e9:.2f} GMACs, {2 * macs / 1e9:.2f} GFLOPs; FLOPs = 2 x MACs)")
-    if not genotype.cls_sees_patches:
+    print(f"head:   {genotype.head} ({'CLS token' if genotype.head == 'cls' else 'mean of the patch tokens'})")
+    if genotype.blind:
         print("warning: no live attention op: the CLS token, all the head reads, never sees a patch, so this "
               "network cannot classify", file=sys.stderr)
 
@@ -154,7 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     _data_args(search)
     search.add_argument("--config", help="YAML/JSON search config (flags override it)")
     search.add_argument("--keep-ratio", type=float, help="token keep ratio r in (0, 1]; 1 = plain DARTS")
-    search.add_argument("--lambda", dest="fairness_lambda", type=float, help="operation-fairness coefficient >= 0")
+    search.add_argument("--fairness-lambda", "--lambda", dest="fairness_lambda", type=float,
+                        help="operation-fairness coefficient lambda >= 0 (default 0.5)")
+    search.add_argument("--head", help="classifier input: avg (mean patch token, default) or cls (the CLS token)")
     search.add_argument("--stages", help="progressive schedule depth:epochs[:ops],... (default 2:3,3:3:4,4:3:2)")
     search.add_argument("--epochs", type=int, help="epochs of every stage (overrides the schedule's)")
     search.add_argument("--ops", help="comma-separated candidate ops, e.g. none,skip,attn_h2,mlp_r4,conv_k3")

@@ -1,11 +1,12 @@
-"""The discrete architecture: a versioned JSON genotype, its validation, argmax discretisation and presets.
+"""The discrete architecture: a versioned JSON genotype, its validation and the presets.
 
-Schema (``version`` 1)::
+Schema (``version`` 2)::
 
     {
-      "version": 1,
+      "version": 2,
       "embed_dim": 64,                 # token width D
       "patch_size": 4,                 # square patches
+      "head": "avg",                   # what the classifier reads: the CLS token ("cls") or the mean patch ("avg")
       "input": {"image_size": 28, "in_chans": 1, "num_classes": 10},   # what it was searched for
       "blocks": [                      # the encoder, in order
         {"nodes": 2,                   # intermediate nodes 1..nodes; node 0 is the block input
@@ -17,24 +18,24 @@ Schema (``version`` 1)::
 
 Node ``j`` is the sum of its incoming edges' ops; the block output is node ``nodes``. Edges go from an earlier
 node to a later one (so the graph is acyclic), every intermediate node has at least one incoming edge, and
-``none`` is not an op of a discrete network.
+``none`` is not an op of a discrete network. Version 1 files (before ``head`` existed) read as ``head: "cls"``,
+which is what every version 1 network was.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from dasvit.io import atomic_write_text
 from dasvit.ops import OpError, parse_op
-from dasvit.search_space import dag_edges, masked_softmax
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+HEADS = ("cls", "avg")
 PRESETS = ("vit_ti16", "vit_s16", "vit_b16")
 
 
@@ -77,17 +78,25 @@ class Genotype:
     input: InputSpec
     blocks: tuple[BlockGenotype, ...]
     meta: dict[str, Any] = field(default_factory=dict, compare=False)
+    head: str = "cls"
 
     @property
     def cls_sees_patches(self) -> bool:
-        """Whether a live attention op lets the CLS token, all the head reads, gather patch information."""
+        """Whether a live attention op lets the CLS token gather patch information."""
         return any(parse_op(e.op).family == "attn" for block in self.blocks for e in block.live_edges())
+
+    @property
+    def blind(self) -> bool:
+        """A constant classifier: the head reads only CLS and no live attention op moves patch information into it
+        (a grid conv has no CLS position). A mean-pooled head always sees the patches."""
+        return self.head == "cls" and not self.cls_sees_patches
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
             "version": SCHEMA_VERSION,
             "embed_dim": self.embed_dim,
             "patch_size": self.patch_size,
+            "head": self.head,
             "input": vars(self.input).copy(),
             "blocks": [
                 {"nodes": b.nodes, "edges": [{"from": e.source, "to": e.target, "op": e.op} for e in b.edges]}
@@ -167,10 +176,16 @@ def genotype_from_dict(data: Any) -> Genotype:
     """Validate ``data`` against the schema and build the genotype; raise ``GenotypeError`` naming the fault."""
     if not isinstance(data, dict):
         raise GenotypeError(f"genotype: expected a JSON object, got {type(data).__name__}")
-    _reject_unknown(data, {"version", "embed_dim", "patch_size", "input", "blocks", "meta"}, "genotype")
     version = _require(data, "version", "genotype", int)
-    if version != SCHEMA_VERSION:
-        raise GenotypeError(f"genotype: unsupported version {version} (this dasvit reads version {SCHEMA_VERSION})")
+    if version not in READABLE_VERSIONS:
+        raise GenotypeError(
+            f"genotype: unsupported version {version} (this dasvit reads versions {', '.join(map(str, READABLE_VERSIONS))})"
+        )
+    allowed = {"version", "embed_dim", "patch_size", "input", "blocks", "meta"} | ({"head"} if version >= 2 else set())
+    _reject_unknown(data, allowed, "genotype")
+    head = _require(data, "head", "genotype", str) if version >= 2 else "cls"
+    if head not in HEADS:
+        raise GenotypeError(f"genotype: unknown head {head!r}; choose from {', '.join(HEADS)}")
     embed_dim = _positive_int(data, "embed_dim", "genotype")
     patch_size = _positive_int(data, "patch_size", "genotype")
     raw_input = _require(data, "input", "genotype", dict)
@@ -185,7 +200,7 @@ def genotype_from_dict(data: Any) -> Genotype:
     meta = data.get("meta", {})
     if not isinstance(meta, dict):
         raise GenotypeError(f"genotype: field 'meta' must be an object, got {meta!r}")
-    return Genotype(embed_dim, patch_size, spec, blocks, meta)
+    return Genotype(embed_dim, patch_size, spec, blocks, meta, head)
 
 
 def load_genotype(source: str | Path) -> Genotype:
@@ -204,88 +219,3 @@ def load_genotype(source: str | Path) -> Genotype:
         return genotype_from_dict(data)
     except GenotypeError as err:
         raise GenotypeError(f"genotype {str(path)!r}: {err}") from None
-
-
-def derive_genotype(
-    alphas: list[torch.Tensor],
-    masks: list[torch.Tensor],
-    op_names: list[str],
-    nodes: int,
-    edges_per_node: int,
-    embed_dim: int,
-    patch_size: int,
-    input_spec: InputSpec,
-    meta: dict[str, Any] | None = None,
-) -> Genotype:
-    """Argmax discretisation (DARTS): each edge takes its strongest op other than ``none``; each node keeps the
-    ``edges_per_node`` incoming edges whose chosen op has the largest softmax weight (ties: earlier source).
-
-    One constraint on top: the head reads only the CLS token, and only attention moves patch information into it
-    (a grid conv has no CLS position), so a network without a live attention op is a constant classifier. When
-    argmax yields one, ``_route_attention`` makes an attention op live (``meta["attention_routed"]`` says where).
-    """
-    none_column = [k for k, name in enumerate(op_names) if parse_op(name).family == "none"]
-    blocks, weights = [], []
-    for alpha, mask in zip(alphas, masks):
-        probs = masked_softmax(alpha.detach().float(), mask)
-        weights.append(probs.masked_fill(~mask, -1.0))
-        candidates = probs.clone()
-        candidates[:, none_column] = -1.0
-        candidates[~mask] = -1.0
-        best_weight, best_op = candidates.max(dim=1)
-        edges = []
-        for j in range(1, nodes + 1):
-            incoming = [(e, i) for e, (i, t) in enumerate(dag_edges(nodes)) if t == j and best_weight[e] >= 0]
-            incoming.sort(key=lambda item: (-float(best_weight[item[0]]), item[1]))
-            for e, i in incoming[:edges_per_node]:
-                edges.append(Edge(i, j, op_names[int(best_op[e])]))
-        blocks.append(BlockGenotype(nodes, tuple(sorted(edges, key=lambda e: (e.target, e.source)))))
-    genotype = Genotype(embed_dim, patch_size, input_spec, tuple(blocks), dict(meta or {}))
-    return genotype if genotype.cls_sees_patches else _route_attention(genotype, weights, op_names)
-
-
-def _route_attention(genotype: Genotype, weights: list[torch.Tensor], op_names: list[str]) -> Genotype:
-    """``genotype`` with an attention op made live, changing as little of the argmax choice as it can:
-
-    1. argmax chose attention into a node the block output does not read: the output reads that node instead
-       (through that edge's strongest op), for the strongest such attention edge;
-    2. else the strongest attention op on an edge into a block output becomes one of the output's inputs;
-    3. else (the masks allow no attention there) the genotype is returned unchanged.
-    """
-    families = [parse_op(name).family for name in op_names]
-    nodes = genotype.blocks[0].nodes if genotype.blocks else 0
-    edges = dag_edges(nodes)
-
-    def weight(b: int, source: int, target: int, k: int) -> float:
-        return float(weights[b][edges.index((source, target)), k])
-
-    dead = [(weight(b, e.source, e.target, op_names.index(e.op)), b, e.target)
-            for b, block in enumerate(genotype.blocks) for e in block.edges
-            if families[op_names.index(e.op)] == "attn" and e.target != nodes]
-    for _, b, node in sorted(dead, key=lambda d: (-d[0], d[1])):
-        usable = [k for k, family in enumerate(families) if family != "none" and weight(b, node, nodes, k) >= 0]
-        if usable:
-            best = max(usable, key=lambda k: weight(b, node, nodes, k))
-            return _feed_output(genotype, weights, op_names, b, node, op_names[best])
-    options = [(weight(b, i, t, k), b, i, k) for b in range(len(genotype.blocks)) for i, t in edges
-               for k, family in enumerate(families) if family == "attn" and t == nodes and weight(b, i, t, k) >= 0]
-    if not options:
-        return genotype
-    _, b, source, k = max(options, key=lambda o: (o[0], -o[1], -o[2]))
-    return _feed_output(genotype, weights, op_names, b, source, op_names[k])
-
-
-def _feed_output(genotype: Genotype, weights: list[torch.Tensor], op_names: list[str], b: int, source: int,
-                 op: str) -> Genotype:
-    """Block ``b``'s output reads node ``source`` through ``op``, in place of its input from ``source`` if it had
-    one, else of its weakest input."""
-    block = genotype.blocks[b]
-    target, edges = block.nodes, dag_edges(block.nodes)
-    inputs = [edge for edge in block.edges if edge.target == target and edge.source != source]
-    if len(inputs) == len([edge for edge in block.edges if edge.target == target]):  # the output's inputs are full
-        inputs.sort(key=lambda edge: float(weights[b][edges.index((edge.source, target)), op_names.index(edge.op)]))
-        inputs = inputs[1:]
-    kept = [edge for edge in block.edges if edge.target != target] + inputs + [Edge(source, target, op)]
-    routed = BlockGenotype(block.nodes, tuple(sorted(kept, key=lambda edge: (edge.target, edge.source))))
-    blocks = genotype.blocks[:b] + (routed,) + genotype.blocks[b + 1:]
-    return replace(genotype, blocks=blocks, meta={**genotype.meta, "attention_routed": {"block": b, "from": source}})

@@ -33,7 +33,7 @@ class DiscreteViT(nn.Module):
         super().__init__()
         self.stem = ViTStem(image_size, genotype.patch_size, in_chans, genotype.embed_dim)
         self.blocks = nn.ModuleList(DagBlock(b, genotype.embed_dim) for b in genotype.blocks)
-        self.head = ViTHead(genotype.embed_dim, num_classes)
+        self.head = ViTHead(genotype.embed_dim, num_classes, genotype.head)
         self.apply(init_vit_weights)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

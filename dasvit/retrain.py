@@ -24,6 +24,9 @@ from dasvit.model import DiscreteViT, build_model
 from dasvit.seeding import derived_seed, seed_everything
 
 
+PLATEAU_WINDOW = 10  # epochs
+
+
 @dataclass
 class RetrainResult:
     test_acc: float
@@ -32,6 +35,14 @@ class RetrainResult:
     macs: int
     epochs: int
     seconds: float
+    late_gain: float  # best accuracy of the last PLATEAU_WINDOW epochs minus the best before them: ~0 at plateau
+
+
+def late_gain(accuracies: list[float], window: int = PLATEAU_WINDOW) -> float:
+    """How much the last ``window`` epochs improved on the best before them; NaN when there is no 'before'."""
+    if len(accuracies) <= window:
+        return float("nan")
+    return max(accuracies[-window:]) - max(accuracies[:-window])
 
 
 def warmup_cosine(
@@ -109,7 +120,7 @@ def train_from_scratch(
         if on_epoch_end is not None:
             on_epoch_end(rows[-1])
     result = RetrainResult(rows[-1]["test_acc"], rows[-1]["test_loss"], params, macs, config.epochs,
-                           time.perf_counter() - start)
+                           time.perf_counter() - start, late_gain([row["test_acc"] for row in rows]))
     if out_dir is not None:
         out = Path(out_dir)
         atomic_torch_save(out / "model.pt", model.state_dict())

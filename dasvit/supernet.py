@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from dasvit.backbone import ViTHead, ViTStem
-from dasvit.genotype import Genotype, InputSpec, derive_genotype
+from dasvit.discretise import discretise
+from dasvit.genotype import Genotype, InputSpec
 from dasvit.ops import TokenContext, build_op, init_vit_weights, parse_op
 from dasvit.search_space import SearchSpace, dag_edges, masked_softmax
 from dasvit.token_selection import merge_tokens, select_tokens, validate_keep_ratio
@@ -62,6 +63,7 @@ class Supernet(nn.Module):
         input_spec: InputSpec,
         keep_ratio: float = 1.0,
         masks: list[torch.Tensor] | None = None,
+        head: str = "avg",
     ):
         super().__init__()
         space.validate(embed_dim)
@@ -75,7 +77,7 @@ class Supernet(nn.Module):
             raise ValueError(f"got {len(masks)} op masks for a supernet of depth {depth}")
         self.stem = ViTStem(input_spec.image_size, patch_size, input_spec.in_chans, embed_dim)
         self.blocks = nn.ModuleList(SearchBlock(space, m, embed_dim) for m in masks)
-        self.head = ViTHead(embed_dim, input_spec.num_classes)
+        self.head = ViTHead(embed_dim, input_spec.num_classes, head)
         self.apply(init_vit_weights)
         self.alphas = nn.ParameterList(
             nn.Parameter(torch.zeros(space.num_edges, len(space.ops))) for _ in range(depth)
@@ -102,14 +104,5 @@ class Supernet(nn.Module):
         return self.head(tokens)
 
     def genotype(self, meta: dict | None = None) -> Genotype:
-        return derive_genotype(
-            list(self.alphas),
-            self.masks,
-            list(self.space.ops),
-            self.space.nodes,
-            self.space.edges_per_node,
-            self.embed_dim,
-            self.patch_size,
-            self.input_spec,
-            meta,
-        )
+        return discretise(list(self.alphas), self.masks, self.space, self.embed_dim, self.patch_size, self.input_spec,
+                          self.head.pool, meta)

@@ -137,7 +137,8 @@ class Experiment:
                 model: Callable[[ImageData], nn.Module] | None = None, model_name: str = "") -> dict[str, Any]:
         """Test accuracy, params, MACs and seconds of training ``genotype`` (or ``model``) from scratch: cached."""
         what = genotype.to_dict()["blocks"] if genotype is not None else model_name
-        extra = {"embed_dim": genotype.embed_dim, "patch_size": genotype.patch_size} if genotype is not None else {}
+        extra = ({"embed_dim": genotype.embed_dim, "patch_size": genotype.patch_size, "head": genotype.head}
+                 if genotype is not None else {})
         path = self.cache / "retrain" / f"{config_key(what, extra, asdict(config))}.json"
         if path.is_file():
             result = json.loads(path.read_text())

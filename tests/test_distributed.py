@@ -32,3 +32,31 @@ def test_alpha_stays_bit_identical_across_two_ranks(tmp_path):
     assert any(not torch.equal(a, torch.zeros_like(a)) for a in r0["alphas"])  # alpha did move
     assert r0["val_acc"] == r1["val_acc"]  # metrics are reduced over ranks
     assert not torch.equal(r0["first_labels"], r1["first_labels"])  # each rank sees its own shard
+
+
+def _global_batches(config: SearchConfig, digits, world: int, monkeypatch) -> tuple[list[set[int]], int, int]:
+    """The sample indices of each global train batch (the union over ranks), steps per epoch, and the lr schedule
+    length, as ``world`` ranks of one search would see them (ranks faked: building the loaders needs no group)."""
+    import dasvit.search
+
+    batches: list[set[int]] = []
+    for r in range(world):
+        monkeypatch.setattr(dasvit.search, "rank", lambda r=r: r)
+        monkeypatch.setattr(dasvit.search, "world_size", lambda: world)
+        run = SearchRun(config, digits)
+        for k, batch in enumerate(run._loaders()[0].batch_sampler):
+            if k == len(batches):
+                batches.append(set())
+            batches[k] |= set(batch)
+    return batches, run.steps_per_epoch, run.w_scheduler.T_max
+
+
+def test_batch_size_is_global_one_worker_x64_trains_like_two_x32(digits, monkeypatch):
+    """``batch_size`` is the global batch: 2 workers each take half of it, so they see the same images per step,
+    take the same number of steps and follow the same lr schedule as 1 worker."""
+    config = SearchConfig(data=DataConfig("digits"), embed_dim=16, ops=("none", "skip", "attn_h2"),
+                          stages=(StageSpec(1, 2),), batch_size=64, seed=5)
+    one, steps_one, schedule_one = _global_batches(config, digits, 1, monkeypatch)
+    two, steps_two, schedule_two = _global_batches(config, digits, 2, monkeypatch)
+    assert steps_one == steps_two == len(one) == len(two) > 1 and schedule_one == schedule_two
+    assert one == two and all(len(batch) == 64 for batch in two)

@@ -1,11 +1,8 @@
 import json
 
 import pytest
-import torch
 
-from dasvit.genotype import (
-    PRESETS, BlockGenotype, Edge, GenotypeError, InputSpec, derive_genotype, genotype_from_dict, load_genotype,
-)
+from dasvit.genotype import PRESETS, BlockGenotype, Edge, GenotypeError, genotype_from_dict, load_genotype
 
 
 def vit_block():
@@ -13,8 +10,8 @@ def vit_block():
 
 
 def valid():
-    return {"version": 1, "embed_dim": 16, "patch_size": 2, "input": {"image_size": 8, "in_chans": 1, "num_classes": 10},
-            "blocks": [vit_block()]}
+    return {"version": 2, "embed_dim": 16, "patch_size": 2, "head": "avg",
+            "input": {"image_size": 8, "in_chans": 1, "num_classes": 10}, "blocks": [vit_block()]}
 
 
 @pytest.mark.parametrize("name", PRESETS)
@@ -23,7 +20,20 @@ def test_presets_round_trip(name, tmp_path):
     path = tmp_path / "g.json"
     genotype.save(path)
     assert load_genotype(path) == genotype
-    assert json.loads(path.read_text())["version"] == 1
+    assert json.loads(path.read_text())["version"] == 2 and genotype.head == "cls"
+
+
+def test_version_1_files_read_as_cls_head():
+    """Genotypes written before the head was a choice all had the CLS head."""
+    data = valid()
+    data["version"] = 1
+    del data["head"]
+    genotype = genotype_from_dict(data)
+    assert genotype.head == "cls"
+    assert genotype_from_dict(genotype.to_dict()) == genotype  # rewritten as version 2
+    data["head"] = "avg"
+    with pytest.raises(GenotypeError, match="unknown field.*'head'"):
+        genotype_from_dict(data)
 
 
 def _mutate(change):
@@ -38,7 +48,9 @@ BAD = [
     ("self loop", lambda d: d["blocks"][0]["edges"].append({"from": 1, "to": 1, "op": "skip"}), "makes a cycle"),
     ("missing field", lambda d: d.pop("embed_dim"), "missing field 'embed_dim'"),
     ("missing edge field", lambda d: d["blocks"][0]["edges"][0].pop("op"), "missing field 'op'"),
-    ("wrong version", lambda d: d.update(version=2), "unsupported version 2"),
+    ("wrong version", lambda d: d.update(version=3), "unsupported version 3"),
+    ("unknown head", lambda d: d.update(head="max"), "unknown head 'max'"),
+    ("missing head", lambda d: d.pop("head"), "missing field 'head'"),
     ("starved node", lambda d: d["blocks"][0]["edges"].pop(0), r"node\(s\) \[1\] have no incoming edge"),
     ("node out of range", lambda d: d["blocks"][0]["edges"].append({"from": 0, "to": 3, "op": "skip"}), "outside 0..2"),
     ("none op", lambda d: d["blocks"][0]["edges"][0].update(op="none"), "'none' is not an op"),
@@ -70,49 +82,3 @@ def test_live_edges_drop_dead_nodes():
     assert block.live_edges() == (Edge(0, 2, "mlp_r2"),)
     chain = BlockGenotype(2, (Edge(0, 1, "attn_h2"), Edge(1, 2, "mlp_r2")))
     assert chain.live_edges() == chain.edges
-
-
-def test_derive_takes_argmax_without_none_and_top_edges():
-    ops = ["none", "skip", "attn_h2", "mlp_r2"]
-    # edges (0,1), (0,2), (1,2): 'none' is the largest everywhere but must never be chosen.
-    alpha = torch.tensor([[5.0, 0.0, 2.0, 1.0], [5.0, 1.5, 0.0, 0.0], [5.0, 0.0, 0.0, 3.0]])
-    mask = torch.ones_like(alpha, dtype=torch.bool)
-    genotype = derive_genotype([alpha], [mask], ops, nodes=2, edges_per_node=1, embed_dim=16, patch_size=2,
-                               input_spec=InputSpec(8, 1, 10))
-    assert genotype.blocks[0].edges == (Edge(0, 1, "attn_h2"), Edge(1, 2, "mlp_r2"))
-    masked = mask.clone()
-    masked[0, 2] = False  # attn pruned on edge (0,1): the next best non-none op is taken ...
-    genotype = derive_genotype([alpha], [masked], ops, 2, 2, 16, 2, InputSpec(8, 1, 10))
-    # ... which leaves no attention: the output's input from node 0 becomes its attention op (weight e^0 / (e^5 +
-    # e^1.5 + 2) beats edge (1,2)'s e^0 / (e^5 + e^3 + 2)), so the CLS token still sees the patches
-    assert genotype.blocks[0].edges == (Edge(0, 1, "mlp_r2"), Edge(0, 2, "attn_h2"), Edge(1, 2, "mlp_r2"))
-    assert genotype.cls_sees_patches and genotype.meta["attention_routed"] == {"block": 0, "from": 0}
-    genotype_from_dict(genotype.to_dict())  # what discretisation writes passes validation
-
-
-def test_argmax_without_live_attention_routes_the_strongest_output_edge():
-    """No attention chosen anywhere (a constant classifier): the strongest attention edge into any block output
-    becomes an input of that output, in place of its weakest one."""
-    ops = ["none", "skip", "attn_h2", "mlp_r2", "conv_k3"]
-    conv_wins = torch.tensor([[0.0, 0.0, 0.8, 0.0, 2.0], [0.0, 0.0, 0.5, 0.0, 2.0], [0.0, 0.0, 0.2, 1.0, 2.0]])
-    stronger = conv_wins.clone()
-    stronger[2, 2] = 1.5  # block 1's edge (1,2) has the largest attention weight of all output edges
-    masks = [torch.ones(3, 5, dtype=torch.bool)] * 2
-    genotype = derive_genotype([conv_wins, stronger], masks, ops, 2, 1, 16, 2, InputSpec(8, 1, 10))
-    assert genotype.blocks[0].edges == (Edge(0, 1, "conv_k3"), Edge(0, 2, "conv_k3"))  # untouched
-    assert genotype.blocks[1].edges == (Edge(0, 1, "conv_k3"), Edge(1, 2, "attn_h2"))
-    assert genotype.cls_sees_patches and genotype.meta["attention_routed"] == {"block": 1, "from": 1}
-
-    no_attention = [torch.tensor([[True, True, False, True, True]] * 3)] * 2  # pruned away: nothing to route
-    blind = derive_genotype([conv_wins, stronger], no_attention, ops, 2, 1, 16, 2, InputSpec(8, 1, 10))
-    assert not blind.cls_sees_patches and "attention_routed" not in blind.meta
-
-
-def test_argmax_with_dead_attention_makes_its_node_feed_the_output():
-    """Seen in a real sweep: attention chosen on 0->1 while the output reads node 0 through a conv. The output
-    then reads node 1 instead, through edge (1,2)'s strongest op; the argmax ops stay as they were."""
-    ops = ["none", "skip", "attn_h2", "mlp_r2", "conv_k3"]
-    alpha = torch.tensor([[0.0, 0.0, 3.0, 0.0, 1.0], [0.0, 0.0, 0.5, 0.0, 2.0], [0.0, 0.0, 0.2, 1.0, 1.5]])
-    genotype = derive_genotype([alpha], [torch.ones(3, 5, dtype=torch.bool)], ops, 2, 1, 16, 2, InputSpec(8, 1, 10))
-    assert genotype.blocks[0].edges == (Edge(0, 1, "attn_h2"), Edge(1, 2, "conv_k3"))
-    assert genotype.cls_sees_patches and genotype.meta["attention_routed"] == {"block": 0, "from": 1}
