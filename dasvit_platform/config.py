@@ -33,7 +33,7 @@ class AshaConfig:
 @dataclass(frozen=True)
 class RetrainJobConfig:
     top_k: int = 2
-    epochs: int = 10
+    epochs: int = 50
     cpus: float = 1
     gpus: float = 0
 

@@ -56,7 +56,8 @@ def retrain_task(job: dict[str, Any]) -> dict[str, Any]:
         tracking.end_run(client, run_id, "FAILED", error=repr(err))
         raise
     tracking.end_run(client, run_id, "FINISHED")
-    return {"search_run_id": job["search_run_id"], "retrain_run_id": run_id, "test_acc": result.test_acc,
+    return {"search_run_id": job["search_run_id"], "trial_id": job["trial_id"], "retrain_run_id": run_id,
+            "test_acc": result.test_acc,
             "retrain_params": result.params, "retrain_macs": result.macs}
 
 
@@ -71,9 +72,16 @@ def retrain_top(
          "seed": seed, "cpus": cpus, "gpus": gpus}
         for row in candidates.itertuples()
     ]
-    futures = [retrain_task.options(num_cpus=cpus, num_gpus=gpus).remote(job) for job in jobs]
-    results = pd.DataFrame(ray.get(futures), columns=["search_run_id", "retrain_run_id", "test_acc", "retrain_params",
-                                                      "retrain_macs"])
+    pending = [retrain_task.options(num_cpus=cpus, num_gpus=gpus).remote(job) for job in jobs]
+    print(f"retraining {len(jobs)} genotype(s) from scratch in parallel, {epochs} epochs each ...", flush=True)
+    done: list[dict[str, Any]] = []
+    while pending:  # one line per job as it finishes, so a long retraining phase is never silent
+        finished, pending = ray.wait(pending, num_returns=1)
+        done.append(ray.get(finished[0]))
+        print(f"  retrained {len(done)}/{len(jobs)}: trial {done[-1]['trial_id'] or done[-1]['search_run_id'][:8]} "
+              f"test_acc {done[-1]['test_acc']:.3f} (MLflow run {done[-1]['retrain_run_id']})", flush=True)
+    results = pd.DataFrame(done, columns=["search_run_id", "retrain_run_id", "test_acc", "retrain_params",
+                                          "retrain_macs"])
     return candidates.merge(results, on="search_run_id", how="left")
 
 
@@ -90,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="retrain.py", description=main.__doc__)
     parser.add_argument("--experiment", required=True, help="MLflow experiment of the search runs")
     parser.add_argument("--top", type=int, default=2, help="how many genotypes to retrain (default 2)")
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=RetrainConfig.epochs)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cpus", type=float, default=1, help="CPUs per retraining task")
     parser.add_argument("--gpus", type=float, default=0, help="GPUs per retraining task")

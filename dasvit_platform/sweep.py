@@ -121,7 +121,8 @@ def make_tuner(config: SweepConfig, name: str, storage_path: str, setup: dict[st
         sampler=optuna.samplers.TPESampler(seed=config.seed), study_name=name, storage=study_storage,
     )
     scheduler = ASHAScheduler(
-        time_attr="training_iteration", metric=config.metric, mode="max", max_t=config.total_epochs,
+        # rungs by the trial's own epoch count: Tune's training_iteration restarts at 1 after a restore
+        time_attr="epochs_done", metric=config.metric, mode="max", max_t=config.total_epochs,
         grace_period=config.asha.grace_period, reduction_factor=config.asha.reduction_factor, stop_last_trials=False,
     )
     return tune.Tuner(
@@ -152,12 +153,12 @@ def results_table(results: tune.ResultGrid, client: Any, tuned: list[str], total
     for result in results:
         metrics = result.metrics or {}
         run_id = metrics.get("mlflow_run_id", "")
-        iterations = metrics.get("training_iteration", 0)
-        status = "error" if result.error else ("finished" if iterations >= total_epochs else "early_stopped")
+        epochs = int(metrics.get("global_epoch", -1)) + 1  # Tune's training_iteration restarts at 1 after a restore
+        status = "error" if result.error else ("finished" if epochs >= total_epochs else "early_stopped")
         rows.append({
             "trial_id": metrics.get("trial_id", ""), **{name: result.config.get(name) for name in tuned},
             "val_acc": metrics.get("val_acc"), "params": metrics.get("genotype_params"),
-            "macs": metrics.get("genotype_macs"), "epochs": iterations, "genotype_id": genotype_id(run_id, client) if run_id else "",
+            "macs": metrics.get("genotype_macs"), "epochs": epochs, "genotype_id": genotype_id(run_id, client) if run_id else "",
             "status": status, "search_run_id": run_id,
         })
     return pd.DataFrame(rows)
@@ -213,6 +214,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(table.drop(columns=["search_run_id", "retrain_run_id"], errors="ignore").to_string(index=False))
     print(f"results: {csv_path}" + (f"\n{failed} trial(s) failed: see their MLflow runs (status FAILED)" if failed else ""))
+    print(f"next: mlflow ui --backend-store-uri {tracking_uri} --host 127.0.0.1, experiment {config.experiment!r}, "
+          f"sweep run {parent_run_id} (search_run_id / retrain_run_id columns of the CSV name each trial's runs)")
     return 0
 
 

@@ -95,11 +95,18 @@ def start_run(
     return client.create_run(experiment_id, run_name=name, tags=all_tags).info.run_id
 
 
-def end_run(client: MlflowClient, run_id: str, status: str, error: str | None = None) -> None:
+def end_run(client: MlflowClient, run_id: str, status: str, error: str | None = None,
+            end_time_ms: int | None = None) -> None:
     if error is not None:
         client.set_tag(run_id, "error", error[:5000])
     client.set_tag(run_id, "status", status.lower())
-    client.set_terminated(run_id, status)
+    client.set_terminated(run_id, status, end_time=end_time_ms)
+
+
+def last_report_ms(client: MlflowClient, run_id: str, metric: str = "val_acc") -> int | None:
+    """When the run last logged ``metric``: the moment a killed trial really stopped working."""
+    history = client.get_metric_history(run_id, metric)
+    return max((m.timestamp for m in history), default=None)
 
 
 def log_search_artifacts(client: MlflowClient, run_id: str, genotype: Genotype, alpha_history: dict[str, Any]) -> None:
@@ -136,7 +143,8 @@ def close_dangling_runs(client: MlflowClient, experiment_id: str, parent_run_id:
         if run.info.status != RunStatus.to_string(RunStatus.RUNNING):
             continue
         outcome = outcome_by_trial.get(run.data.tags.get("trial_id", ""), "KILLED")
-        end_run(client, run.info.run_id, outcome, error="the trial errored" if outcome == "FAILED" else None)
+        end_run(client, run.info.run_id, outcome, error="the trial errored" if outcome == "FAILED" else None,
+                end_time_ms=last_report_ms(client, run.info.run_id) if outcome == "KILLED" else None)
         if outcome == "KILLED":
             client.set_tag(run.info.run_id, "status", "early_stopped")
 

@@ -91,7 +91,8 @@ def search_worker(loop_config: dict[str, Any]) -> None:
 
     def epoch_metrics(search: SearchRun, record: EpochRecord) -> dict[str, Any]:
         params, macs = genotype_size(search)
-        return {**vars(record), "genotype_params": params, "genotype_macs": macs, "mlflow_run_id": run_id or ""}
+        return {**vars(record), "epochs_done": record.global_epoch + 1, "genotype_params": params,
+                "genotype_macs": macs, "mlflow_run_id": run_id or ""}
 
     def on_epoch_end(search: SearchRun, record: EpochRecord) -> None:
         metrics = epoch_metrics(search, record)
@@ -99,7 +100,7 @@ def search_worker(loop_config: dict[str, Any]) -> None:
             checkpoint = None
             if rank == 0:
                 tracking.log_metrics(client, run_id, {k: v for k, v in metrics.items()
-                                                      if k not in ("global_epoch", "mlflow_run_id")},
+                                                      if k not in ("global_epoch", "epochs_done", "mlflow_run_id")},
                                      step=record.global_epoch)
                 client.set_tag(run_id, "stage", str(record.stage))
                 alpha = {"ops": list(search.config.ops), "epochs": search.alpha_history, "stages": search.stage_summaries}
