@@ -1,6 +1,6 @@
 """Ray overhead: the same K search trials through the Ray Tune/Train sweep vs in-process, one after another.
 
-The sweep runs first (``dasvit_platform.sweep.main``: local Ray start, MLflow logging, checkpoints, no early
+The sweep runs first (``dasvit.platform.sweep.main``: local Ray start, MLflow logging, checkpoints, no early
 stopping, no retraining), with one Ray Train worker of all the machine's CPUs per trial; then the same
 (lambda, r) pairs Optuna chose run as plain ``SearchRun``s in this process with as many torch threads. The
 difference is what Ray, Tune, Train and the tracking cost. Wall times include everything the user waits for.
@@ -24,10 +24,10 @@ import ray
 import torch
 import yaml
 
-from dasvit.config import SearchConfig
+from dasvit.config import DataConfig, SearchConfig
 from dasvit.data import load_data
 from dasvit.search import SearchRun
-from dasvit_platform.sweep import main as sweep_main
+from dasvit.platform.sweep import main as sweep_main
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         ray.shutdown()
 
     torch.set_num_threads(cpus)
-    data = load_data(args.dataset)
+    data = load_data(DataConfig(args.dataset))
     base = SearchConfig.from_dict(config["search"])
     rows = []
     inprocess_seconds = 0.0

@@ -34,7 +34,7 @@ RESULTS = Path(__file__).parent / "results"
 
 def timed_steps(steps: int, warmup: int, dataset: str) -> float:
     """Seconds for ``steps`` search steps of the default config on this rank's shard (after ``warmup``)."""
-    run = SearchRun(SearchConfig(data=DataConfig(dataset)), load_data(dataset))
+    run = SearchRun(SearchConfig(data=DataConfig(dataset)), load_data(DataConfig(dataset)))
     loaders = [make_loader(s, run.config.batch_size, shuffle=True, drop_last=True, shard=(rank(), world_size()))
                for s in (run.train_set, run.val_set)]
     batches = list(itertools.islice(zip(*loaders), steps + warmup))  # only the batches it times

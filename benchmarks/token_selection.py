@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     args = parser.parse_args(argv)
     device, dtype = torch.device(args.device), DTYPES[args.dtype]
     torch.manual_seed(0)
-    data = load_data(args.dataset, image_size=args.image_size)
+    data = load_data(DataConfig(args.dataset, image_size=args.image_size))
     base = SearchConfig(data=DataConfig(args.dataset, image_size=args.image_size), patch_size=args.patch_size,
                         embed_dim=args.embed_dim, batch_size=args.batch_size)
     rows = []

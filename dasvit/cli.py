@@ -90,7 +90,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if not args.resume and ((out / CHECKPOINT).exists() or (out / GENOTYPE).exists()):
         raise UsageError(f"output folder {str(out)!r} already holds a search: pass --resume or choose another --out")
-    data = load_data(config.data.dataset, config.data.data_root, config.data.resolved_image_size, config.data.download)
+    data = load_data(config.data)
     run = SearchRun(config, data, device=args.device)
     if args.resume and run.resume_from(out):
         print(f"resuming {out} at stage {run.stage}, epoch {run.epochs_done}", file=sys.stderr)

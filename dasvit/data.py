@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -21,6 +22,9 @@ from filelock import FileLock
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from torchvision import datasets
 from torchvision.transforms import v2
+
+if TYPE_CHECKING:
+    from dasvit.config import DataConfig
 
 BUILTIN_DATASETS = ("digits", "mnist5k")
 DATASETS = BUILTIN_DATASETS + ("cifar10", "cifar100", "imagefolder")
@@ -169,8 +173,10 @@ def _load_imagefolder(root: Path, image_size: int) -> ImageData:
     return ImageData("imagefolder", train, test, len(classes), 3, image_size, _IMAGENET_MEAN, _IMAGENET_STD, True)
 
 
-def load_data(name: str, root: str | Path | None = None, image_size: int | None = None, download: bool = False) -> ImageData:
-    """Load a data set by name; raise ``DataError`` naming the problem."""
+def load_data(config: DataConfig) -> ImageData:
+    """Load the data set ``config`` names (from its root, at its image size); raise ``DataError`` naming the problem."""
+    name, root, download = config.dataset, config.data_root, config.download
+    image_size = config.image_size
     if name not in DATASETS:
         raise DataError(f"unknown data set {name!r}: choose from {', '.join(DATASETS)}")
     if name == "digits":

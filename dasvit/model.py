@@ -29,6 +29,15 @@ class DagBlock(nn.Module):
 
 
 class DiscreteViT(nn.Module):
+    """The plain network of a genotype: ViT stem, one ``DagBlock`` per genotype block, the genotype's head.
+
+    Args:
+        genotype: the architecture (blocks, width, patch size, head).
+        image_size: input side in pixels (divisible by the genotype's patch size).
+        in_chans: input channels.
+        num_classes: classifier outputs.
+    """
+
     def __init__(self, genotype: Genotype, image_size: int, in_chans: int, num_classes: int):
         super().__init__()
         self.stem = ViTStem(image_size, genotype.patch_size, in_chans, genotype.embed_dim)

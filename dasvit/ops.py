@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+NORM_EPS = 1e-6  # every op's pre-norm uses it, so one normalisation per edge input serves all of them
 _OP_PATTERN = re.compile(r"^(?:(none|skip)|(attn)_h(\d+)|(mlp)_r(\d+)|(conv)_k(\d+))$")
 
 
@@ -73,6 +74,15 @@ class TokenContext:
     patch_index: torch.Tensor | None = None
     bypass_patches: torch.Tensor | None = None
 
+    def normalised_bypass(self) -> torch.Tensor | None:
+        """The bypass values LayerNormed without affine: computed once per block and shared by its conv ops."""
+        if self.bypass_patches is None:
+            return None
+        if "_bypass_normed" not in self.__dict__:
+            object.__setattr__(self, "_bypass_normed", F.layer_norm(self.bypass_patches, self.bypass_patches.shape[-1:],
+                                                                   eps=NORM_EPS))
+        return self.__dict__["_bypass_normed"]
+
 
 class Zero(nn.Module):
     def forward(self, x: torch.Tensor, ctx: TokenContext) -> torch.Tensor:
@@ -89,7 +99,7 @@ class PreNormResidual(nn.Module):
 
     def __init__(self, dim: int):
         super().__init__()
-        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.norm = nn.LayerNorm(dim, eps=NORM_EPS)
 
     def branch(self, h: torch.Tensor, ctx: TokenContext) -> torch.Tensor:
         raise NotImplementedError
@@ -105,11 +115,18 @@ class SelfAttention(PreNormResidual):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
 
+    # The two halves around the projections, so that the fused mixed op can batch the projections of all ops.
+    in_proj = property(lambda self: self.qkv)
+    out_proj = property(lambda self: self.proj)
+
+    def core(self, qkv: torch.Tensor) -> torch.Tensor:
+        """Multi-head attention of the projected ``qkv`` (B, T, 3D), before the output projection."""
+        batch, tokens, dim = qkv.shape[0], qkv.shape[1], qkv.shape[2] // 3
+        q, k, v = qkv.reshape(batch, tokens, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
+        return F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(batch, tokens, dim)
+
     def branch(self, h: torch.Tensor, ctx: TokenContext) -> torch.Tensor:
-        batch, tokens, dim = h.shape
-        q, k, v = self.qkv(h).reshape(batch, tokens, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(q, k, v)
-        return self.proj(out.transpose(1, 2).reshape(batch, tokens, dim))
+        return self.proj(self.core(self.qkv(h)))
 
 
 class Mlp(PreNormResidual):
@@ -117,6 +134,9 @@ class Mlp(PreNormResidual):
         super().__init__(dim)
         self.fc1 = nn.Linear(dim, ratio * dim)
         self.fc2 = nn.Linear(ratio * dim, dim)
+
+    in_proj = property(lambda self: self.fc1)
+    out_proj = property(lambda self: self.fc2)
 
     def branch(self, h: torch.Tensor, ctx: TokenContext) -> torch.Tensor:
         return self.fc2(F.gelu(self.fc1(h)))
@@ -130,12 +150,17 @@ class GridConv(PreNormResidual):
         self.conv = nn.Conv2d(dim, dim, kernel, padding=kernel // 2, groups=dim)
 
     def branch(self, h: torch.Tensor, ctx: TokenContext) -> torch.Tensor:
+        # Unselected tokens keep their bypass value; normalise it the same way so the conv sees one field.
+        canvas = self.norm(ctx.bypass_patches) if ctx.patch_index is not None else None
+        return self.mix(h, ctx, canvas)
+
+    def mix(self, h: torch.Tensor, ctx: TokenContext, canvas: torch.Tensor | None) -> torch.Tensor:
+        """The branch for normalised tokens ``h``; ``canvas`` holds every patch's normalised value (B, N, D) when
+        only some tokens are selected."""
         cls, patches = h[:, :1], h[:, 1:]
         batch, _, dim = patches.shape
         height, width = ctx.grid
         if ctx.patch_index is not None:
-            # Unselected tokens keep their bypass value; normalise it the same way so the conv sees one field.
-            canvas = self.norm(ctx.bypass_patches)
             gather_index = ctx.patch_index.unsqueeze(-1).expand(-1, -1, dim)
             patches = canvas.scatter(1, gather_index, patches)
         grid = patches.transpose(1, 2).reshape(batch, dim, height, width)

@@ -12,6 +12,7 @@ from torch import nn
 
 from dasvit.backbone import ViTHead, ViTStem
 from dasvit.discretise import discretise
+from dasvit.fused import fused_mixed_forward
 from dasvit.genotype import Genotype, InputSpec
 from dasvit.ops import TokenContext, build_op, init_vit_weights, parse_op
 from dasvit.search_space import SearchSpace, dag_edges, masked_softmax
@@ -19,24 +20,44 @@ from dasvit.token_selection import merge_tokens, select_tokens, validate_keep_ra
 
 
 class MixedOp(nn.Module):
-    """``sum_o w_o * o(x)`` over the edge's active ops; ``none`` only takes part through the softmax."""
+    """``sum_o w_o * o(x)`` over the edge's active ops; ``none`` only takes part through the softmax.
 
-    def __init__(self, op_names: tuple[str, ...], active: torch.Tensor, dim: int):
+    Args:
+        op_names: the search space's ops; ``weights`` passed to ``forward`` has one column per name.
+        active: which of them the progressive search has not pruned (pruned ops are not built).
+        dim: token width.
+        fused: evaluate with ``dasvit.fused`` (few large kernels) rather than op by op; same parameters and math.
+    """
+
+    def __init__(self, op_names: tuple[str, ...], active: torch.Tensor, dim: int, fused: bool = True):
         super().__init__()
         self.columns = [k for k, name in enumerate(op_names) if active[k] and parse_op(name).family != "none"]
+        self.register_buffer("column_index", torch.tensor(self.columns, dtype=torch.long), persistent=False)
         self.ops = nn.ModuleList(build_op(op_names[k], dim) for k in self.columns)
+        self.fused = fused
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor, ctx: TokenContext) -> torch.Tensor:
+        if self.fused:
+            return fused_mixed_forward(self.ops, weights[self.column_index], x, ctx)
         return sum(weights[k] * op(x, ctx) for k, op in zip(self.columns, self.ops))
 
 
 class SearchBlock(nn.Module):
-    def __init__(self, space: SearchSpace, mask: torch.Tensor, dim: int):
+    """One searchable block: a DAG whose every edge is a ``MixedOp``, run on the tokens that token selection keeps.
+
+    Args:
+        space: candidate ops and DAG shape.
+        mask: (edges, ops) bool, the ops still searched on each edge.
+        dim: token width.
+        fused: passed to every ``MixedOp``.
+    """
+
+    def __init__(self, space: SearchSpace, mask: torch.Tensor, dim: int, fused: bool = True):
         super().__init__()
         self.nodes = space.nodes
         self.edges = dag_edges(space.nodes)
         self.register_buffer("mask", mask.clone())
-        self.mixed = nn.ModuleList(MixedOp(space.ops, mask[e], dim) for e in range(len(self.edges)))
+        self.mixed = nn.ModuleList(MixedOp(space.ops, mask[e], dim, fused) for e in range(len(self.edges)))
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor, grid: tuple[int, int], keep_ratio: float) -> torch.Tensor:
         if keep_ratio < 1.0:
@@ -54,6 +75,20 @@ class SearchBlock(nn.Module):
 
 
 class Supernet(nn.Module):
+    """The one-shot DASViT network: ViT stem, ``depth`` search blocks, head; alpha apart from the weights.
+
+    Args:
+        space: candidate ops and DAG shape of every block.
+        depth: number of blocks.
+        embed_dim: token width D.
+        patch_size: square patch side.
+        input_spec: image size, channels and classes it is built for.
+        keep_ratio: token keep ratio r in (0, 1]; 1 sends every token through the mixed ops (plain DARTS).
+        masks: per block, the (edges, ops) ops still searched; default all.
+        head: ``avg`` (mean patch token) or ``cls``; see ``dasvit.backbone``.
+        fused: evaluate mixed ops with ``dasvit.fused``; ``False`` runs them op by op (the reference path).
+    """
+
     def __init__(
         self,
         space: SearchSpace,
@@ -64,6 +99,7 @@ class Supernet(nn.Module):
         keep_ratio: float = 1.0,
         masks: list[torch.Tensor] | None = None,
         head: str = "avg",
+        fused: bool = True,
     ):
         super().__init__()
         space.validate(embed_dim)
@@ -76,7 +112,7 @@ class Supernet(nn.Module):
         if len(masks) != depth:
             raise ValueError(f"got {len(masks)} op masks for a supernet of depth {depth}")
         self.stem = ViTStem(input_spec.image_size, patch_size, input_spec.in_chans, embed_dim)
-        self.blocks = nn.ModuleList(SearchBlock(space, m, embed_dim) for m in masks)
+        self.blocks = nn.ModuleList(SearchBlock(space, m, embed_dim, fused) for m in masks)
         self.head = ViTHead(embed_dim, input_spec.num_classes, head)
         self.apply(init_vit_weights)
         self.alphas = nn.ParameterList(

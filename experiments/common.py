@@ -34,7 +34,7 @@ from dasvit.progressive import StageSpec
 from dasvit.retrain import retrain, train_from_scratch
 from dasvit.search import SearchRun
 from dasvit.seeding import derived_seed, seed_everything
-from dasvit_platform import tracking
+from dasvit.platform import tracking
 
 matplotlib.use("Agg")
 
@@ -87,7 +87,7 @@ class Experiment:
         self.name, self.out = name, Path(args.out)
         self.cache = self.out / "cache"
         self.data_cache: dict[str, ImageData] = {}
-        uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or tracking.default_tracking_uri(Path.cwd())
+        uri = tracking.resolve_uri(args.tracking_uri, Path.cwd())
         tracking.check_reachable(uri)
         self.client = tracking.client_for(uri)
         self.experiment_id = tracking.ensure_experiment(self.client, f"dasvit-{name}")
@@ -104,7 +104,7 @@ class Experiment:
 
     def data(self, dataset: str) -> ImageData:
         if dataset not in self.data_cache:
-            self.data_cache[dataset] = load_data(dataset)
+            self.data_cache[dataset] = load_data(DataConfig(dataset))
         return self.data_cache[dataset]
 
     @contextmanager

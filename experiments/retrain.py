@@ -2,7 +2,7 @@
 
 import sys
 
-from dasvit_platform.retrain_jobs import main
+from dasvit.platform.retrain_jobs import main
 
 if __name__ == "__main__":
     sys.exit(main())

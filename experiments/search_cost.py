@@ -26,7 +26,7 @@ from dasvit.config import SearchConfig
 from dasvit.data import load_data, make_loader
 from dasvit.metrics import peak_memory_during
 from dasvit.search import EpochRecord, SearchRun
-from dasvit_platform import tracking
+from dasvit.platform import tracking
 
 
 def step_memory_mb(run: SearchRun) -> tuple[float, float]:
@@ -41,7 +41,7 @@ def step_memory_mb(run: SearchRun) -> tuple[float, float]:
 
 def timed_search(config: SearchConfig) -> list[dict]:
     """Run one search; return per epoch: stage, depth, ops per edge, seconds, and the step memory of each stage."""
-    data = load_data(config.data.dataset)
+    data = load_data(config.data)
     rows: list[dict] = []
     last = time.perf_counter()
 

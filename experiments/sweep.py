@@ -4,7 +4,7 @@ experiments/sweep.py`` on a cluster. Everything it needs is in the installed ``d
 
 import sys
 
-from dasvit_platform.sweep import main
+from dasvit.platform.sweep import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -15,7 +15,7 @@ TINY_OPS = ("none", "skip", "attn_h2", "mlp_r2", "conv_k3")
 
 @pytest.fixture(scope="session")
 def digits() -> ImageData:
-    return load_data("digits")
+    return load_data(DataConfig("digits"))
 
 
 @pytest.fixture

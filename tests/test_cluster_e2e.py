@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dasvit_platform import tracking
+from dasvit.platform import tracking
 
 REPO = Path(__file__).resolve().parents[1]
 KEY = Path(os.environ.get("DASVIT_E2E_SSH_KEY", "~/.ssh/id_ed25519")).expanduser()

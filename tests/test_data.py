@@ -6,6 +6,7 @@ import torch
 from PIL import Image
 from torchvision import datasets
 
+from dasvit.config import DataConfig
 from dasvit.data import DataError, load_data, make_loader, retrain_splits, search_splits
 
 
@@ -35,7 +36,7 @@ def skip_md5(monkeypatch):
 @pytest.mark.parametrize("name,sizes", [("cifar10", (30, 6, 10)), ("cifar100", (6, 6, 100))])
 def test_cifar_from_its_on_disk_format(name, sizes, tmp_path, skip_md5):
     write_cifar(tmp_path, name)
-    data = load_data(name, tmp_path)
+    data = load_data(DataConfig(name, str(tmp_path)))
     assert (len(data.trainval), len(data.test), data.num_classes, data.in_chans) == (*sizes, 3)
     train, val = search_splits(data, 32, seed=0)
     image, label = train[0]
@@ -46,13 +47,13 @@ def test_cifar_from_its_on_disk_format(name, sizes, tmp_path, skip_md5):
 
 def test_cifar_errors_name_the_root(tmp_path):
     with pytest.raises(DataError, match=f"cifar10 not found or corrupt under '{tmp_path}'.*--download"):
-        load_data("cifar10", tmp_path)
+        load_data(DataConfig("cifar10", str(tmp_path)))
     with pytest.raises(DataError, match="does not exist"):
-        load_data("cifar10", tmp_path / "nowhere")
+        load_data(DataConfig("cifar10", str(tmp_path / "nowhere")))
     with pytest.raises(DataError, match="needs a data root"):
-        load_data("cifar100", None)
+        load_data(DataConfig("cifar100", None))
     with pytest.raises(DataError, match="unknown data set 'svhn'"):
-        load_data("svhn")
+        load_data(DataConfig("svhn"))
 
 
 def test_imagefolder_tree(tmp_path):
@@ -62,7 +63,7 @@ def test_imagefolder_tree(tmp_path):
             (tmp_path / split / cls).mkdir(parents=True)
             for i in range(3):
                 Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(tmp_path / split / cls / f"{i}.png")
-    data = load_data("imagefolder", tmp_path, image_size=16)
+    data = load_data(DataConfig("imagefolder", str(tmp_path), image_size=16))
     assert (len(data.trainval), len(data.test), data.num_classes) == (6, 6, 2)
     train, test = retrain_splits(data, 16)
     assert train[0][0].shape == (3, 16, 16) and test[0][0].shape == (3, 16, 16)
@@ -80,5 +81,5 @@ def test_splits_are_seeded_and_disjoint(digits):
 
 
 def test_builtin_mnist5k_is_real_mnist():
-    data = load_data("mnist5k")
+    data = load_data(DataConfig("mnist5k"))
     assert (len(data.trainval) + len(data.test), data.native_size, data.num_classes) == (5000, 28, 10)

@@ -15,7 +15,7 @@ def _worker(rank: int, world: int, store_path: str, out: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{store_path}", rank=rank, world_size=world)
     config = SearchConfig(data=DataConfig("digits"), embed_dim=16, ops=("none", "skip", "attn_h2", "conv_k3"),
                           stages=(StageSpec(1, 2),), batch_size=32, alpha_lr=1e-2, seed=5)
-    run = SearchRun(config, load_data("digits"))
+    run = SearchRun(config, load_data(DataConfig("digits")))
     run.run()
     first_batch = next(iter(run._loaders()[0]))[1]
     torch.save({"alphas": [a.detach() for a in run.model.arch_parameters()],

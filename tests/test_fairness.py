@@ -40,16 +40,31 @@ def test_lambda_must_be_non_negative(value):
         validate_lambda(value)
 
 
-def _skip_share_after_steps(fairness_lambda: float) -> float:
+def _alpha_after_steps(fairness_lambda: float, penalty_off: bool = False) -> torch.Tensor:
+    """Alpha of a depth-1 supernet that starts skip-dominated, after 10 alpha steps; ``penalty_off`` replaces
+    R(alpha) by a constant 0, i.e. a search without the regulariser."""
     model = tiny_supernet(depth=1)
     with torch.no_grad():
         model.alphas[0][:, TINY_OPS.index("skip")] = 2.0  # start from a skip-dominated mixture
     architect = Architect(model, lr=0.05, fairness_lambda=fairness_lambda)
+    if penalty_off:
+        architect.fairness_penalty = lambda: model.alphas[0].sum() * 0.0
     for step in range(10):
         architect.step(random_batch(seed=step), random_batch(seed=100 + step), xi=0.0)
-    return float(model.op_weights()[0][:, TINY_OPS.index("skip")].mean().detach())
+    return model.alphas[0].detach().clone()
 
 
-def test_regulariser_pushes_skip_back_and_lambda_zero_switches_it_off():
-    without, with_penalty = _skip_share_after_steps(0.0), _skip_share_after_steps(5.0)
-    assert with_penalty < without - 0.05
+def _skip_share(alpha: torch.Tensor) -> float:
+    return float(torch.softmax(alpha, -1)[:, TINY_OPS.index("skip")].mean())
+
+
+def test_regulariser_pushes_skip_back():
+    without, with_penalty = _alpha_after_steps(0.0), _alpha_after_steps(5.0)
+    assert _skip_share(with_penalty) < _skip_share(without) - 0.05
+
+
+def test_lambda_zero_switches_the_regulariser_off():
+    """lambda = 0 takes exactly the alpha steps of a search that has no regulariser at all, although the
+    skip-dominated start makes R(alpha) and its gradient non-zero."""
+    assert torch.equal(_alpha_after_steps(0.0), _alpha_after_steps(5.0, penalty_off=True))
+    assert not torch.equal(_alpha_after_steps(0.0), _alpha_after_steps(5.0))

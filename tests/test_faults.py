@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from dasvit_platform import tracking
-from dasvit_platform.trial import FAULT_ENV, FAULT_ONCE_ENV
+from dasvit.platform import tracking
+from dasvit.platform.trial import FAULT_ENV, FAULT_ONCE_ENV
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = yaml.safe_load((REPO / "experiments" / "configs" / "tiny.yaml").read_text())

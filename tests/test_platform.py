@@ -14,12 +14,14 @@ import yaml
 from ray.train import RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
-from dasvit.config import ConfigError
+from dasvit.config import ConfigError, DataConfig
 from dasvit.data import load_data
 from dasvit.search import SearchRun
-from dasvit_platform import tracking
-from dasvit_platform.config import SweepConfig
-from dasvit_platform.sweep import RAY_ENV, main
+from dasvit.platform import tracking
+from dasvit.platform.config import SweepConfig
+from dasvit.platform.ray_session import RAY_ENV
+from dasvit.platform.retrain_jobs import top_search_runs
+from dasvit.platform.sweep import main
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = str(REPO / "experiments" / "configs" / "tiny.yaml")
@@ -88,7 +90,7 @@ def test_sweep_writes_the_results_table(sweep):
 
 def _alpha_sync_loop(config: dict) -> None:
     torch.set_num_threads(1)
-    run = SearchRun(SweepConfig.load(config["tiny"]).base_search(), load_data("digits"))
+    run = SearchRun(SweepConfig.load(config["tiny"]).base_search(), load_data(DataConfig("digits")))
     run.run()
     rank = ray.train.get_context().get_world_rank()
     torch.save([a.detach() for a in run.model.arch_parameters()], Path(config["out"]) / f"alpha{rank}.pt")
@@ -212,3 +214,21 @@ def test_bad_sweep_input_exits_2_and_writes_nothing(change, flags, needle, tmp_p
     assert main(["--config", str(config), "--workdir", str(workdir), "--address", "local", *flags]) == 2
     assert needle in capsys.readouterr().err
     assert not workdir.exists()  # no mlflow.db, no ray_results, no results table
+
+
+def test_retraining_prefers_finished_searches_over_early_stopped_ones(tmp_path):
+    """An early-stopped trial's genotype is from a shallower stage and its val accuracy is not comparable: it is
+    retrained only when fewer than k searches finished."""
+    uri = tracking.default_tracking_uri(tmp_path)
+    client = tracking.client_for(uri)
+    experiment_id = tracking.ensure_experiment(client, "ranking", tmp_path / "artifacts")
+    parent = tracking.start_run(client, experiment_id, "sweep", "sweep")
+    runs = {}
+    for name, val_acc, status in (("finished-a", 0.30, "FINISHED"), ("stopped", 0.50, "KILLED"),
+                                  ("finished-b", 0.20, "FINISHED"), ("failed", 0.90, "FAILED")):
+        runs[name] = tracking.start_run(client, experiment_id, name, "search", tags={"trial_id": name},
+                                        parent_run_id=parent)
+        tracking.log_metrics(client, runs[name], {"val_acc": val_acc}, step=0)
+        tracking.end_run(client, runs[name], status)
+    assert list(top_search_runs(uri, experiment_id, 2, parent)["trial_id"]) == ["finished-a", "finished-b"]
+    assert list(top_search_runs(uri, experiment_id, 5, parent)["trial_id"]) == ["finished-a", "finished-b", "stopped"]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from dasvit_platform import tracking
+from dasvit.platform import tracking
 
 REPO = Path(__file__).resolve().parents[1]
 

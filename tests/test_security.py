@@ -6,7 +6,7 @@ import ast
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SOURCES = sorted((REPO / "dasvit").rglob("*.py")) + sorted((REPO / "dasvit_platform").rglob("*.py"))
+SOURCES = sorted((REPO / "dasvit").rglob("*.py")) + sorted((REPO / "dasvit.platform").rglob("*.py"))
 
 
 def _calls(name: str) -> list[tuple[Path, ast.Call]]:

@@ -33,6 +33,11 @@ def default_tracking_uri(workdir: str | Path = ".") -> str:
     return f"sqlite:///{Path(workdir).resolve() / 'mlflow.db'}"
 
 
+def resolve_uri(explicit: str | None, workdir: str | Path = ".") -> str:
+    """The store to use: the one asked for, else ``$MLFLOW_TRACKING_URI``, else ``<workdir>/mlflow.db``."""
+    return explicit or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(workdir)
+
+
 def client_for(tracking_uri: str) -> MlflowClient:
     return MlflowClient(tracking_uri=tracking_uri)
 

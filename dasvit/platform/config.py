@@ -72,7 +72,7 @@ class SweepConfig:
     @classmethod
     def load(cls, path: str | Path | None = None) -> "SweepConfig":
         """The packaged default, or the YAML file at ``path``, which overrides the default key by key."""
-        base = yaml.safe_load(resources.files("dasvit_platform.configs").joinpath("default.yaml").read_text())
+        base = yaml.safe_load(resources.files("dasvit.platform.configs").joinpath("default.yaml").read_text())
         if path is None:
             return cls.from_dict(base)
         file = Path(path)

@@ -29,7 +29,7 @@ from dasvit.io import atomic_torch_save
 from dasvit.metrics import count_macs, count_params
 from dasvit.model import build_model
 from dasvit.search import EpochRecord, SearchRun
-from dasvit_platform import tracking
+from dasvit.platform import tracking
 
 STATE_FILE = "search_state.pt"
 RUN_FILE = "mlflow_run.json"
@@ -68,7 +68,7 @@ def search_worker(loop_config: dict[str, Any]) -> None:
     torch.set_num_threads(max(1, int(loop_config["cpus_per_worker"])))
     rank = ray.train.get_context().get_world_rank()
     config = SearchConfig.from_dict(loop_config["search"])
-    data = load_data(config.data.dataset, config.data.data_root, config.data.resolved_image_size, config.data.download)
+    data = load_data(config.data)
     run = SearchRun(config, data, device=ray.train.torch.get_device())
     client = tracking.client_for(loop_config["tracking_uri"])
     restored = ray.train.get_checkpoint()

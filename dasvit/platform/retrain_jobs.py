@@ -6,29 +6,37 @@ closing table can put search-val accuracy next to retrained test accuracy.
 
 from __future__ import annotations
 
+import argparse
+import sys
 from typing import Any
 
 import pandas as pd
 import ray
 import torch
 
-from dasvit.config import DataConfig, RetrainConfig
+from dasvit.config import ConfigError, DataConfig, RetrainConfig
 from dasvit.data import load_data
 from dasvit.genotype import genotype_from_dict
 from dasvit.retrain import retrain
-from dasvit_platform import tracking
+from dasvit.platform import tracking
+from dasvit.platform.ray_session import connect_ray
 
 
 def top_search_runs(tracking_uri: str, experiment_id: str, k: int, parent_run_id: str | None = None) -> pd.DataFrame:
-    """The ``k`` search runs with the best final ``val_acc`` that logged a genotype (FINISHED or early-stopped)."""
+    """The ``k`` best search runs that logged a genotype: finished searches by final ``val_acc``, then, only if
+    fewer than ``k`` finished, early-stopped ones. An early-stopped trial's genotype comes from an earlier, shallower
+    stage, and its val accuracy is not comparable with a finished search's (seen in the default sweep: a stage-0
+    trial outranked a finished one on val_acc and retrained 8 points worse)."""
     client = tracking.client_for(tracking_uri)
     query = f"tags.`{tracking.KIND_TAG}` = 'search' and status != 'FAILED'"
     if parent_run_id:
         query += f" and tags.`{tracking.PARENT_TAG}` = '{parent_run_id}'"
-    runs = client.search_runs([experiment_id], filter_string=query, order_by=["metrics.val_acc DESC"], max_results=k)
+    runs = [r for r in client.search_runs([experiment_id], filter_string=query, order_by=["metrics.val_acc DESC"],
+                                          max_results=10_000) if "val_acc" in r.data.metrics]
+    runs.sort(key=lambda r: r.info.status != "FINISHED")  # stable: keeps the val_acc order within each group
     rows = [{"search_run_id": r.info.run_id, "trial_id": r.data.tags.get("trial_id", ""),
              "search_val_acc": r.data.metrics.get("val_acc"), "dataset": r.data.tags.get("dataset", "")}
-            for r in runs if "val_acc" in r.data.metrics]
+            for r in runs[:k]]
     return pd.DataFrame(rows, columns=["search_run_id", "trial_id", "search_val_acc", "dataset"])
 
 
@@ -47,7 +55,7 @@ def retrain_task(job: dict[str, Any]) -> dict[str, Any]:
     try:
         tracking.log_params(client, run_id, tracking.flatten("", {"retrain": vars(config) | {"data": vars(config.data)}}))
         client.log_text(run_id, genotype.to_json(), "genotype.json")
-        data = load_data(config.data.dataset, config.data.data_root, config.data.resolved_image_size, config.data.download)
+        data = load_data(config.data)
         result = retrain(genotype, config, data, device="cuda" if job["gpus"] > 0 else "cpu",
                          on_epoch_end=lambda row: tracking.log_metrics(client, run_id, row, step=row["epoch"]))
         tracking.log_metrics(client, run_id, {"test_acc": result.test_acc, "params": result.params,
@@ -87,14 +95,6 @@ def retrain_top(
 
 def main(argv: list[str] | None = None) -> int:
     """``experiments/retrain.py --experiment NAME --top K``: retrain the K best genotypes an experiment logged."""
-    import argparse
-    import os
-    import sys
-    from pathlib import Path
-
-    from dasvit.config import ConfigError
-    from dasvit_platform.sweep import connect_ray
-
     parser = argparse.ArgumentParser(prog="retrain.py", description=main.__doc__)
     parser.add_argument("--experiment", required=True, help="MLflow experiment of the search runs")
     parser.add_argument("--top", type=int, default=2, help="how many genotypes to retrain (default 2)")
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db")
     parser.add_argument("--address", help="Ray cluster address (default: join a running cluster, else start one)")
     args = parser.parse_args(argv)
-    tracking_uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or tracking.default_tracking_uri(Path("."))
+    tracking_uri = tracking.resolve_uri(args.tracking_uri)
     try:
         if args.top < 1 or args.epochs < 1:
             raise ConfigError(f"--top ({args.top}) and --epochs ({args.epochs}) must be >= 1")

@@ -1,0 +1,18 @@
+"""The search core never loads the platform's heavy dependencies: it must run where Ray, MLflow or Optuna are not
+wanted (a notebook, a plain training script), and importing it stays cheap."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+PLATFORM_MODULES = ("ray", "mlflow", "optuna")
+
+
+@pytest.mark.parametrize("module", ["dasvit.search", "dasvit.cli", "dasvit.retrain"])
+def test_core_modules_load_no_platform_dependency(module):
+    code = f"import json, sys, {module}; print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {PLATFORM_MODULES!r})))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == []
