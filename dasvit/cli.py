@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 import yaml
 
+from dasvit.checkpoint import CheckpointError
 from dasvit.config import ConfigError, DataConfig, RetrainConfig, SearchConfig
 from dasvit.data import DATASETS, DataError, load_data
 from dasvit.genotype import PRESETS, Genotype, GenotypeError, load_genotype
@@ -20,7 +21,7 @@ from dasvit.model import build_model
 from dasvit.ops import OpError
 from dasvit.progressive import StageSpec
 
-USAGE_ERRORS = (ConfigError, GenotypeError, DataError, OpError)
+USAGE_ERRORS = (ConfigError, GenotypeError, DataError, OpError, CheckpointError)
 
 
 class UsageError(ValueError):
@@ -84,15 +85,16 @@ def search_config_from_args(args: argparse.Namespace) -> SearchConfig:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from dasvit.search import CHECKPOINT, GENOTYPE, SearchRun
+    from dasvit.checkpoint import CHECKPOINT, GENOTYPE, resume
+    from dasvit.search import SearchRun
 
     config = search_config_from_args(args)
     out = Path(args.out)
     if not args.resume and ((out / CHECKPOINT).exists() or (out / GENOTYPE).exists()):
         raise UsageError(f"output folder {str(out)!r} already holds a search: pass --resume or choose another --out")
     data = load_data(config.data)
-    run = SearchRun(config, data, device=args.device)
-    if args.resume and run.resume_from(out):
+    run = SearchRun(config, data, device=args.device, fused=args.fused)
+    if args.resume and resume(run, out):
         print(f"resuming {out} at stage {run.stage}, epoch {run.epochs_done}", file=sys.stderr)
     genotype = run.run(out, progress=not args.quiet)
     print(f"genotype written to {out / GENOTYPE}")
@@ -111,7 +113,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         **{k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed}.items()
            if v is not None},
     ).validate(genotype.patch_size)
-    data = load_data(config.data.dataset, config.data.data_root, config.data.resolved_image_size, config.data.download)
+    data = load_data(config.data)
     result = retrain(genotype, config, data, out_dir=args.out, device=args.device, progress=not args.quiet)
     print(json.dumps({"dataset": config.data.dataset, **asdict(result)}, indent=2))
     return 0
@@ -170,8 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--second-order", action="store_true", help="second-order (unrolled) alpha gradient")
     search.add_argument("--seed", type=int)
     search.add_argument("--out", default="runs/search", help="output folder (default runs/search)")
-    search.add_argument("--resume", action="store_true", help="continue from --out's checkpoint if there is one")
+    search.add_argument("--resume", action="store_true",
+                        help="continue from --out's checkpoint if there is one; without it, an --out that already "
+                             "holds a search is refused (exit 2) rather than overwritten")
     search.add_argument("--device", default="cpu")
+    search.add_argument("--fused", action="store_true",
+                        help="evaluate mixed ops in few large kernels (same math; for launch-bound GPUs, see README)")
     search.add_argument("--quiet", action="store_true", help="no progress bars")
     search.set_defaults(func=cmd_search)
 

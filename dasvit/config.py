@@ -66,7 +66,6 @@ class SearchConfig:
     keep_ratio: float = 0.5
     fairness_lambda: float = 0.5
     second_order: bool = False
-    fused: bool = False  # True: mixed ops in few large kernels (dasvit.fused); measured no faster on CPU (README)
     batch_size: int = 32
     w_lr: float = 1e-3
     w_weight_decay: float = 0.05

@@ -7,14 +7,12 @@ the same seed gives the same genotype on CPU, interrupted or not.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
@@ -23,16 +21,14 @@ from dasvit.architect import Architect, Batch
 from dasvit.config import ConfigError, SearchConfig
 from dasvit.data import ImageData, make_loader, search_splits
 from dasvit.genotype import Genotype, InputSpec
-from dasvit.io import atomic_torch_save, atomic_write_text
+from dasvit.checkpoint import GENOTYPE, write_outputs
 from dasvit.distributed import average_gradients_, rank, sum_over_ranks, world_size
 from dasvit.metrics import evaluate_sums
 from dasvit.ops import parse_op
 from dasvit.progressive import prune_masks, stretch_masks
 from dasvit.seeding import derived_seed, seed_everything
-from dasvit.supernet import Supernet
+from dasvit.supernet import Supernet, alpha_stats
 
-CHECKPOINT = "checkpoint.pt"
-GENOTYPE = "genotype.json"
 
 
 @dataclass
@@ -62,11 +58,14 @@ class SearchRun:
         config: the search settings (validated here); ``batch_size`` is global over data-parallel ranks.
         data: the data set; its non-test images are split by ``config.seed`` into train and search-val.
         device: where the supernet runs.
+        fused: evaluate mixed ops with ``dasvit.fused`` (same math, fewer kernels; see the README for when it pays).
+            An execution choice like ``device``: not part of the config, and a checkpoint resumes either way.
     """
 
-    def __init__(self, config: SearchConfig, data: ImageData, device: str | torch.device = "cpu"):
+    def __init__(self, config: SearchConfig, data: ImageData, device: str | torch.device = "cpu", fused: bool = False):
         self.config = config.validate()
         self.device = torch.device(device)
+        self.fused = fused
         self.shard = (rank(), world_size())
         image_size = config.data.resolved_image_size
         self.input_spec = InputSpec(image_size, data.in_chans, data.num_classes)
@@ -96,7 +95,7 @@ class SearchRun:
         self.stage, self.epochs_done = stage, 0
         self.model = Supernet(
             config.space, spec.depth, config.embed_dim, config.resolved_patch_size, self.input_spec,
-            keep_ratio=config.keep_ratio, masks=masks, head=config.head, fused=config.fused,
+            keep_ratio=config.keep_ratio, masks=masks, head=config.head, fused=self.fused,
         ).to(self.device)
         self.w_optimizer = torch.optim.AdamW(  # fused: one kernel for all weights (measured 5.9 -> 1.4 ms on CPU)
             self.model.weight_parameters(), lr=config.w_lr, weight_decay=config.w_weight_decay, fused=True
@@ -176,8 +175,7 @@ class SearchRun:
             val_loss=val_loss,
             val_acc=val_acc,
             fairness_penalty=penalty,
-            skip_share=float(torch.cat([w[:, self.skip_columns].sum(1) for w in weights]).mean()),
-            alpha_entropy=float(torch.cat([-(w * w.clamp_min(1e-12).log()).sum(1) for w in weights]).mean()),
+            **alpha_stats(weights, self.skip_columns),
             seconds=time.perf_counter() - start,
         )
         self.epochs_done += 1
@@ -227,25 +225,17 @@ class SearchRun:
                 bar.update(1)
                 bar.set_postfix(stage=record.stage, val_acc=f"{record.val_acc:.3f}", skip=f"{record.skip_share:.2f}")
                 if out_dir is not None and self.shard[0] == 0:
-                    self.write_outputs(Path(out_dir))
+                    write_outputs(self, Path(out_dir))
                 if on_epoch_end is not None:
                     on_epoch_end(self, record)
         self._close_stage()
         genotype = self.genotype()
         if out_dir is not None and self.shard[0] == 0:
-            self.write_outputs(Path(out_dir))
+            write_outputs(self, Path(out_dir))
             genotype.save(Path(out_dir) / GENOTYPE)
         return genotype
 
-    # ----- persistence --------------------------------------------------------------------------------------------
-    def write_outputs(self, out_dir: Path) -> None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out_dir / "config.json", json.dumps(self.config.to_dict(), indent=2) + "\n")
-        atomic_write_text(out_dir / "metrics.csv", pd.DataFrame([asdict(r) for r in self.history]).to_csv(index=False))
-        alpha = {"ops": list(self.config.ops), "epochs": self.alpha_history, "stages": self.stage_summaries}
-        atomic_write_text(out_dir / "alpha_history.json", json.dumps(alpha) + "\n")
-        atomic_torch_save(out_dir / CHECKPOINT, self.state_dict())
-
+    # ----- state (dasvit.checkpoint writes and resumes it) ---------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         return {
             "config": self.config.to_dict(),
@@ -274,11 +264,3 @@ class SearchRun:
         self.history = [EpochRecord(**r) for r in state["history"]]
         self.alpha_history = state["alpha_history"]
         self.stage_summaries = state["stage_summaries"]
-
-    def resume_from(self, out_dir: str | Path) -> bool:
-        """Load ``out_dir``'s checkpoint if there is one; return whether it did."""
-        path = Path(out_dir) / CHECKPOINT
-        if not path.is_file():
-            return False
-        self.load_state_dict(torch.load(path, map_location=self.device, weights_only=True))
-        return True

@@ -29,7 +29,7 @@ class MixedOp(nn.Module):
         fused: evaluate with ``dasvit.fused`` (few large kernels) rather than op by op; same parameters and math.
     """
 
-    def __init__(self, op_names: tuple[str, ...], active: torch.Tensor, dim: int, fused: bool = True):
+    def __init__(self, op_names: tuple[str, ...], active: torch.Tensor, dim: int, fused: bool = False):
         super().__init__()
         self.columns = [k for k, name in enumerate(op_names) if active[k] and parse_op(name).family != "none"]
         self.register_buffer("column_index", torch.tensor(self.columns, dtype=torch.long), persistent=False)
@@ -52,7 +52,7 @@ class SearchBlock(nn.Module):
         fused: passed to every ``MixedOp``.
     """
 
-    def __init__(self, space: SearchSpace, mask: torch.Tensor, dim: int, fused: bool = True):
+    def __init__(self, space: SearchSpace, mask: torch.Tensor, dim: int, fused: bool = False):
         super().__init__()
         self.nodes = space.nodes
         self.edges = dag_edges(space.nodes)
@@ -99,7 +99,7 @@ class Supernet(nn.Module):
         keep_ratio: float = 1.0,
         masks: list[torch.Tensor] | None = None,
         head: str = "avg",
-        fused: bool = True,
+        fused: bool = False,
     ):
         super().__init__()
         space.validate(embed_dim)
@@ -142,3 +142,12 @@ class Supernet(nn.Module):
     def genotype(self, meta: dict | None = None) -> Genotype:
         return discretise(list(self.alphas), self.masks, self.space, self.embed_dim, self.patch_size, self.input_spec,
                           self.head.pool, meta)
+
+
+def alpha_stats(weights: list[torch.Tensor], skip_columns: list[int]) -> dict[str, float]:
+    """How the edge mixtures stand: ``skip_share``, the mean weight of skip over all edges (the DARTS collapse
+    shows here), and ``alpha_entropy``, their mean entropy in nats (falls as the search commits to ops)."""
+    return {
+        "skip_share": float(torch.cat([w[:, skip_columns].sum(1) for w in weights]).mean()),
+        "alpha_entropy": float(torch.cat([-(w * w.clamp_min(1e-12).log()).sum(1) for w in weights]).mean()),
+    }

@@ -26,6 +26,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from dasvit.checkpoint import resume
 from dasvit.config import DataConfig, RetrainConfig, SearchConfig
 from dasvit.data import ImageData, load_data
 from dasvit.genotype import Genotype
@@ -123,7 +124,7 @@ class Experiment:
         """The finished search for ``config``: from the cache, else run (and cached)."""
         folder = self.cache / "search" / config_key(config.to_dict())
         run = SearchRun(config, self.data(config.data.dataset))
-        if not (run.resume_from(folder) and run.finished):
+        if not (resume(run, folder) and run.finished):
             run.run(out_dir=folder, on_epoch_end=on_epoch_end)
         with self.child(label, "search", config.to_dict()) as run_id:
             for record in run.history:

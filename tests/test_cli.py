@@ -78,6 +78,20 @@ def test_search_refuses_to_overwrite_without_resume(tmp_path, capsys):
     assert main(["search", *TINY, "--out", str(out), "--resume"]) == 0  # a finished search resumes to the same end
 
 
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_resume_from_a_damaged_checkpoint_exits_2_naming_it(damage, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["search", *TINY, "--out", str(out)]) == 0
+    checkpoint = out / "checkpoint.pt"
+    data = checkpoint.read_bytes()
+    checkpoint.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"not a checkpoint at all")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert main(["search", *TINY, "--out", str(out), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert str(checkpoint) in err and "rerun without --resume" in err and "Traceback" not in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing else changed
+
+
 def test_console_script_search_retrain_show(tmp_path):
     out = tmp_path / "search"
     run = lambda *args: subprocess.run([sys.executable, "-m", "dasvit.cli", *args], capture_output=True, text=True)

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from dasvit.genotype import load_genotype
-from dasvit.search import CHECKPOINT, GENOTYPE, SearchRun
+from dasvit.checkpoint import CHECKPOINT, GENOTYPE, resume
+from dasvit.search import SearchRun
 
 
 def test_search_writes_genotype_metrics_and_alpha_history(tiny_config, digits, tmp_path):
@@ -52,7 +53,7 @@ def test_resume_after_a_kill_ends_with_the_same_genotype(tiny_config, digits, tm
     assert (tmp_path / CHECKPOINT).exists() and not (tmp_path / GENOTYPE).exists()
 
     resumed = SearchRun(tiny_config, digits)
-    assert resumed.resume_from(tmp_path)
+    assert resume(resumed, tmp_path)
     assert (resumed.stage, resumed.epochs_done) == (0, 1)
     assert resumed.run(tmp_path) == expected
     for a, b in zip(resumed.model.arch_parameters(), reference.model.arch_parameters()):
@@ -64,7 +65,7 @@ def test_resume_refuses_a_checkpoint_of_another_config(tiny_config, digits, tmp_
     SearchRun(tiny_config, digits).run(tmp_path)
     other = SearchRun(tiny_config.with_overrides(keep_ratio=1.0), digits)
     with pytest.raises(ValueError, match="differs in: keep_ratio"):
-        other.resume_from(tmp_path)
+        resume(other, tmp_path)
 
 
 def test_second_order_search_runs(tiny_config, digits):

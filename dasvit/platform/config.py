@@ -24,6 +24,11 @@ def _known_keys(cls: type, data: dict[str, Any], what: str) -> None:
         raise ConfigError(f"unknown {what} key(s): {', '.join(map(repr, unknown))}")
 
 
+def trial_search_config(base: SearchConfig, tuned: dict[str, Any]) -> SearchConfig:
+    """The search config of one trial: the base config with the values Optuna proposed."""
+    return base.with_overrides(**tuned).validate()
+
+
 @dataclass(frozen=True)
 class AshaConfig:
     grace_period: int = 3
@@ -90,8 +95,7 @@ class SweepConfig:
         return SearchConfig.from_dict({**self.search, "seed": self.seed})
 
     def trial_search_config(self, tuned: dict[str, Any]) -> SearchConfig:
-        """The search config of one trial: the base config with the values Optuna proposed."""
-        return self.base_search().with_overrides(**tuned).validate()
+        return trial_search_config(self.base_search(), tuned)
 
     def validate(self) -> "SweepConfig":
         for name in ("num_trials", "max_concurrent_trials", "workers_per_trial", "max_failures"):

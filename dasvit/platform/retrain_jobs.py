@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -40,23 +41,37 @@ def top_search_runs(tracking_uri: str, experiment_id: str, k: int, parent_run_id
     return pd.DataFrame(rows, columns=["search_run_id", "trial_id", "search_val_acc", "dataset"])
 
 
+@dataclass(frozen=True)
+class RetrainJob:
+    """One retraining, as handed to a Ray task."""
+
+    search_run_id: str
+    trial_id: str
+    config: RetrainConfig
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str | None
+    cpus: float
+    gpus: float
+
+
 @ray.remote
-def retrain_task(job: dict[str, Any]) -> dict[str, Any]:
+def retrain_task(job: RetrainJob) -> dict[str, Any]:
     """Retrain one genotype; log it as an MLflow run linked to its search run."""
-    torch.set_num_threads(max(1, int(job["cpus"])))
-    client = tracking.client_for(job["tracking_uri"])
-    genotype = genotype_from_dict(tracking.load_genotype_artifact(client, job["search_run_id"]))
-    config = RetrainConfig(data=DataConfig(**job["data"]), epochs=job["epochs"], seed=job["seed"]).validate(genotype.patch_size)
+    torch.set_num_threads(max(1, int(job.cpus)))
+    client = tracking.client_for(job.tracking_uri)
+    genotype = genotype_from_dict(tracking.load_genotype_artifact(client, job.search_run_id))
+    config = job.config.validate(genotype.patch_size)
     run_id = tracking.start_run(
-        client, job["experiment_id"], f"retrain-{job['trial_id'] or job['search_run_id'][:8]}", "retrain",
-        tags={"search_run_id": job["search_run_id"], "trial_id": job["trial_id"], "dataset": config.data.dataset},
-        parent_run_id=job.get("parent_run_id"),
+        client, job.experiment_id, f"retrain-{job.trial_id or job.search_run_id[:8]}", "retrain",
+        tags={"search_run_id": job.search_run_id, "trial_id": job.trial_id, "dataset": config.data.dataset},
+        parent_run_id=job.parent_run_id,
     )
     try:
         tracking.log_params(client, run_id, tracking.flatten("", {"retrain": vars(config) | {"data": vars(config.data)}}))
         client.log_text(run_id, genotype.to_json(), "genotype.json")
         data = load_data(config.data)
-        result = retrain(genotype, config, data, device="cuda" if job["gpus"] > 0 else "cpu",
+        result = retrain(genotype, config, data, device="cuda" if job.gpus > 0 else "cpu",
                          on_epoch_end=lambda row: tracking.log_metrics(client, run_id, row, step=row["epoch"]))
         tracking.log_metrics(client, run_id, {"test_acc": result.test_acc, "params": result.params,
                                               "macs": result.macs, "retrain_seconds": result.seconds}, step=config.epochs)
@@ -64,9 +79,8 @@ def retrain_task(job: dict[str, Any]) -> dict[str, Any]:
         tracking.end_run(client, run_id, "FAILED", error=repr(err))
         raise
     tracking.end_run(client, run_id, "FINISHED")
-    return {"search_run_id": job["search_run_id"], "trial_id": job["trial_id"], "retrain_run_id": run_id,
-            "test_acc": result.test_acc,
-            "retrain_params": result.params, "retrain_macs": result.macs}
+    return {"search_run_id": job.search_run_id, "trial_id": job.trial_id, "retrain_run_id": run_id,
+            "test_acc": result.test_acc, "retrain_params": result.params, "retrain_macs": result.macs}
 
 
 def retrain_top(
@@ -74,12 +88,9 @@ def retrain_top(
     cpus: float, gpus: float, parent_run_id: str | None = None,
 ) -> pd.DataFrame:
     """Retrain every candidate in parallel; return the candidates with the retraining results joined on."""
-    jobs = [
-        {"search_run_id": row.search_run_id, "trial_id": row.trial_id, "tracking_uri": tracking_uri,
-         "experiment_id": experiment_id, "parent_run_id": parent_run_id, "data": vars(data), "epochs": epochs,
-         "seed": seed, "cpus": cpus, "gpus": gpus}
-        for row in candidates.itertuples()
-    ]
+    config = RetrainConfig(data=data, epochs=epochs, seed=seed)
+    jobs = [RetrainJob(row.search_run_id, row.trial_id, config, tracking_uri, experiment_id, parent_run_id, cpus, gpus)
+            for row in candidates.itertuples()]
     pending = [retrain_task.options(num_cpus=cpus, num_gpus=gpus).remote(job) for job in jobs]
     print(f"retraining {len(jobs)} genotype(s) from scratch in parallel, {epochs} epochs each ...", flush=True)
     done: list[dict[str, Any]] = []

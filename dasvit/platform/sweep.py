@@ -28,7 +28,7 @@ from dasvit.platform import tracking
 from dasvit.platform.config import SweepConfig
 from dasvit.platform.ray_session import connect_ray
 from dasvit.platform.retrain_jobs import retrain_top, top_search_runs
-from dasvit.platform.trial import search_trial
+from dasvit.platform.trial import TrialSetup, search_trial
 
 STATE_FILE = "dasvit_sweep.json"
 OBJECTIVE2_METRIC = {"params": "genotype_params", "macs": "genotype_macs"}
@@ -84,7 +84,7 @@ def param_space(config: SweepConfig) -> dict[str, Any]:
     return space
 
 
-def make_tuner(config: SweepConfig, name: str, storage_path: str, setup: dict[str, Any]) -> tune.Tuner:
+def make_tuner(config: SweepConfig, name: str, storage_path: str, setup: TrialSetup) -> tune.Tuner:
     metrics, modes = [config.metric], ["max"]
     if config.objective2:
         metrics.append(OBJECTIVE2_METRIC[config.objective2])
@@ -108,7 +108,7 @@ def make_tuner(config: SweepConfig, name: str, storage_path: str, setup: dict[st
     )
 
 
-def trainable(setup: dict[str, Any]) -> Any:
+def trainable(setup: TrialSetup) -> Any:
     # The trial driver holds no CPU: its Train workers do. With a CPU it deadlocks a 2-core machine.
     return tune.with_resources(tune.with_parameters(search_trial, setup=setup), {"cpu": 0, "memory": 256 * 2**20})
 
@@ -204,19 +204,19 @@ def resume_or_start(args: argparse.Namespace, config: SweepConfig, client: Any, 
         name, parent_run_id = state["name"], state["parent_run_id"]
         client.update_run(parent_run_id, status="RUNNING")
         path = f"{storage_path.rstrip('/')}/{name}"
-        tuner = tune.Tuner.restore(path, trainable=trainable(state["setup"]), resume_unfinished=True,
+        tuner = tune.Tuner.restore(path, trainable=trainable(TrialSetup.from_dict(state["setup"])), resume_unfinished=True,
                                    resume_errored=False)
         print(f"resuming sweep {name}")
         return name, parent_run_id, tuner
     name = args.name or f"{config.experiment}-{time.strftime('%Y%m%d-%H%M%S')}"
     parent_run_id = tracking.start_run(client, experiment_id, name, "sweep", tags={"dataset": config.data.dataset})
     tracking.log_params(client, parent_run_id, tracking.flatten("", config.to_dict()))
-    setup = {
-        "search": config.base_search().to_dict(), "workers_per_trial": config.workers_per_trial,
-        "cpus_per_worker": config.cpus_per_worker, "gpus_per_worker": config.gpus_per_worker,
-        "tracking_uri": tracking_uri, "experiment_id": experiment_id, "parent_run_id": parent_run_id,
-        "storage_path": storage_path, "max_failures": config.max_failures,
-    }
+    setup = TrialSetup(
+        search=config.base_search(), workers_per_trial=config.workers_per_trial,
+        cpus_per_worker=config.cpus_per_worker, gpus_per_worker=config.gpus_per_worker, tracking_uri=tracking_uri,
+        experiment_id=experiment_id, parent_run_id=parent_run_id, storage_path=storage_path,
+        max_failures=config.max_failures,
+    )
     atomic_write_text(state_dir / f"{name}-{STATE_FILE}",
-                      json.dumps({"name": name, "parent_run_id": parent_run_id, "setup": setup}, indent=2))
+                      json.dumps({"name": name, "parent_run_id": parent_run_id, "setup": setup.to_dict()}, indent=2))
     return name, parent_run_id, make_tuner(config, name, storage_path, setup)

@@ -130,6 +130,29 @@ def child_runs(client: MlflowClient, experiment_id: str, parent_run_id: str, kin
     return client.search_runs([experiment_id], filter_string=query, max_results=10_000)
 
 
+def trial_run(client: MlflowClient, experiment_id: str, parent_run_id: str, trial_id: str, trial_name: str,
+              search: Any, workers: int) -> str:
+    """The trial's search run: the one it already has under this sweep (a resumed sweep keeps its runs), else a new
+    one with the search config as params."""
+    run_id = find_trial_run(client, experiment_id, parent_run_id, trial_id)
+    if run_id is not None:
+        return run_id
+    run_id = start_run(client, experiment_id, trial_name, "search",
+                       tags={"trial_id": trial_id, "dataset": search.data.dataset}, parent_run_id=parent_run_id)
+    log_params(client, run_id, flatten("", search.to_dict()))
+    log_params(client, run_id, {"workers": str(workers)})
+    return run_id
+
+
+def log_epoch(client: MlflowClient, run_id: str, search: Any, metrics: dict[str, Any], record: Any) -> None:
+    """One search epoch: its metrics (step = global epoch), the stage tag and the latest genotype and alpha."""
+    skip = ("global_epoch", "epochs_done", "mlflow_run_id")
+    log_metrics(client, run_id, {k: v for k, v in metrics.items() if k not in skip}, step=record.global_epoch)
+    client.set_tag(run_id, "stage", str(record.stage))
+    alpha = {"ops": list(search.config.ops), "epochs": search.alpha_history, "stages": search.stage_summaries}
+    log_search_artifacts(client, run_id, search.genotype(), alpha)
+
+
 def find_trial_run(client: MlflowClient, experiment_id: str, parent_run_id: str, trial_id: str) -> str | None:
     """The search run a trial already has under this sweep, if any."""
     for run in child_runs(client, experiment_id, parent_run_id, kind="search"):

@@ -5,6 +5,9 @@ builds and runs the trainer, with ``TuneReportCallback`` forwarding each epoch's
 Rank 0 checkpoints after every epoch (weights, alpha, optimisers, stage, op masks, the MLflow run id) and logs to
 MLflow, also after every epoch, because ASHA kills a stopped trial without warning. After a worker failure Ray
 Train restarts the group from the last checkpoint (``FailureConfig``) and the trial goes on in the same MLflow run.
+
+Settings cross into Ray as frozen dataclasses built and validated in the driver (``TrialSetup`` for the Tune
+trainable, ``WorkerConfig`` for each Train worker), so a misspelt setting fails there, not in a remote worker.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import json
 import os
 import signal
 import tempfile
+from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +35,48 @@ from dasvit.metrics import count_macs, count_params
 from dasvit.model import build_model
 from dasvit.search import EpochRecord, SearchRun
 from dasvit.platform import tracking
+from dasvit.platform.config import trial_search_config
 
 STATE_FILE = "search_state.pt"
 RUN_FILE = "mlflow_run.json"
 FAULT_ENV = "DASVIT_TEST_FAULT"  # tests only: "raise@<epoch>" or "kill@<epoch>" (global epoch, after its checkpoint)
 FAULT_ONCE_ENV = "DASVIT_TEST_FAULT_ONCE"  # tests only: a path; the fault fires only while it does not exist
+
+
+@dataclass(frozen=True)
+class TrialSetup:
+    """What every trial of one sweep shares; it is saved with the sweep so that ``--resume`` rebuilds it."""
+
+    search: SearchConfig  # the base config; each trial overrides the values Optuna proposes
+    workers_per_trial: int
+    cpus_per_worker: float
+    gpus_per_worker: float
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str
+    storage_path: str
+    max_failures: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "search": self.search.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrialSetup:
+        return cls(**{**data, "search": SearchConfig.from_dict(data["search"]).validate()})
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """What each Ray Train worker of one trial needs."""
+
+    search: SearchConfig
+    workers: int
+    cpus_per_worker: float
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str
+    trial_id: str
+    trial_name: str
 
 
 def _maybe_inject_fault(epoch: int) -> None:
@@ -63,31 +105,32 @@ def genotype_size(run: SearchRun) -> tuple[int, int]:
     return count_params(model), count_macs(model, spec.image_size, spec.in_chans)
 
 
-def search_worker(loop_config: dict[str, Any]) -> None:
-    """The Ray Train loop run on every worker."""
-    torch.set_num_threads(max(1, int(loop_config["cpus_per_worker"])))
-    rank = ray.train.get_context().get_world_rank()
-    config = SearchConfig.from_dict(loop_config["search"])
-    data = load_data(config.data)
-    run = SearchRun(config, data, device=ray.train.torch.get_device())
-    client = tracking.client_for(loop_config["tracking_uri"])
+def restore_checkpoint(run: SearchRun) -> str | None:
+    """Load the trial's last Ray Train checkpoint into ``run``, if there is one; return its MLflow run id."""
     restored = ray.train.get_checkpoint()
-    run_id = None
-    if restored is not None:
-        with restored.as_directory() as folder:
-            run.load_state_dict(torch.load(Path(folder) / STATE_FILE, map_location=run.device, weights_only=True))
-            run_id = json.loads((Path(folder) / RUN_FILE).read_text())["run_id"]
-    if rank == 0 and run_id is None:  # a trial restarted without a checkpoint (e.g. a resumed sweep) keeps its run
-        run_id = tracking.find_trial_run(client, loop_config["experiment_id"], loop_config["parent_run_id"],
-                                         loop_config["trial_id"])
+    if restored is None:
+        return None
+    with restored.as_directory() as folder:
+        run.load_state_dict(torch.load(Path(folder) / STATE_FILE, map_location=run.device, weights_only=True))
+        return json.loads((Path(folder) / RUN_FILE).read_text())["run_id"]
+
+
+def write_checkpoint(folder: str, run: SearchRun, run_id: str) -> Checkpoint:
+    atomic_torch_save(Path(folder) / STATE_FILE, run.state_dict())
+    (Path(folder) / RUN_FILE).write_text(json.dumps({"run_id": run_id}))
+    return Checkpoint.from_directory(folder)
+
+
+def search_worker(config: WorkerConfig) -> None:
+    """The Ray Train loop run on every worker: resume or start, search, checkpoint and log after every epoch."""
+    torch.set_num_threads(max(1, int(config.cpus_per_worker)))
+    rank = ray.train.get_context().get_world_rank()
+    run = SearchRun(config.search, load_data(config.search.data), device=ray.train.torch.get_device())
+    client = tracking.client_for(config.tracking_uri)
+    run_id = restore_checkpoint(run)
     if rank == 0 and run_id is None:
-        run_id = tracking.start_run(
-            client, loop_config["experiment_id"], loop_config["trial_name"], "search",
-            tags={"trial_id": loop_config["trial_id"], "dataset": config.data.dataset},
-            parent_run_id=loop_config["parent_run_id"],
-        )
-        tracking.log_params(client, run_id, tracking.flatten("", config.to_dict()))
-        tracking.log_params(client, run_id, {"workers": str(loop_config["workers"])})
+        run_id = tracking.trial_run(client, config.experiment_id, config.parent_run_id, config.trial_id,
+                                    config.trial_name, config.search, config.workers)
 
     def epoch_metrics(search: SearchRun, record: EpochRecord) -> dict[str, Any]:
         params, macs = genotype_size(search)
@@ -99,15 +142,8 @@ def search_worker(loop_config: dict[str, Any]) -> None:
         with tempfile.TemporaryDirectory() as folder:
             checkpoint = None
             if rank == 0:
-                tracking.log_metrics(client, run_id, {k: v for k, v in metrics.items()
-                                                      if k not in ("global_epoch", "epochs_done", "mlflow_run_id")},
-                                     step=record.global_epoch)
-                client.set_tag(run_id, "stage", str(record.stage))
-                alpha = {"ops": list(search.config.ops), "epochs": search.alpha_history, "stages": search.stage_summaries}
-                tracking.log_search_artifacts(client, run_id, search.genotype(), alpha)
-                atomic_torch_save(Path(folder) / STATE_FILE, search.state_dict())
-                (Path(folder) / RUN_FILE).write_text(json.dumps({"run_id": run_id}))
-                checkpoint = Checkpoint.from_directory(folder)
+                tracking.log_epoch(client, run_id, search, metrics, record)
+                checkpoint = write_checkpoint(folder, search, run_id)
             ray.train.report(metrics, checkpoint=checkpoint)
         if rank == 0:
             _maybe_inject_fault(record.global_epoch)
@@ -124,42 +160,32 @@ def search_worker(loop_config: dict[str, Any]) -> None:
         tracking.end_run(client, run_id, "FINISHED")
 
 
-def search_trial(tuned: dict[str, Any], *, setup: dict[str, Any]) -> None:
+def search_trial(tuned: dict[str, Any], *, setup: TrialSetup) -> None:
     """The Tune trainable: runs one ``TorchTrainer`` for the values Optuna proposed (``tuned``)."""
     context = tune.get_context()
     trial_id = context.get_trial_id()
-    search = SearchConfig.from_dict(setup["search"]).with_overrides(**tuned).validate()
-    workers = setup["workers_per_trial"]
+    worker = WorkerConfig(
+        search=trial_search_config(setup.search, tuned), workers=setup.workers_per_trial,
+        cpus_per_worker=setup.cpus_per_worker, tracking_uri=setup.tracking_uri, experiment_id=setup.experiment_id,
+        parent_run_id=setup.parent_run_id, trial_id=trial_id, trial_name=context.get_trial_name(),
+    )
+    gpus = setup.gpus_per_worker
     trainer = TorchTrainer(
-        search_worker,
-        train_loop_config={
-            "search": search.to_dict(),
-            "cpus_per_worker": setup["cpus_per_worker"],
-            "workers": workers,
-            "tracking_uri": setup["tracking_uri"],
-            "experiment_id": setup["experiment_id"],
-            "parent_run_id": setup["parent_run_id"],
-            "trial_id": trial_id,
-            "trial_name": context.get_trial_name(),
-        },
+        partial(search_worker, worker),
         scaling_config=ScalingConfig(
-            num_workers=workers,
-            use_gpu=setup["gpus_per_worker"] > 0,
-            resources_per_worker={"CPU": setup["cpus_per_worker"], **({"GPU": setup["gpus_per_worker"]}
-                                                                       if setup["gpus_per_worker"] > 0 else {})},
+            num_workers=setup.workers_per_trial, use_gpu=gpus > 0,
+            resources_per_worker={"CPU": setup.cpus_per_worker, **({"GPU": gpus} if gpus > 0 else {})},
         ),
         run_config=RunConfig(
-            name=f"train-{trial_id}",
-            storage_path=setup["storage_path"],
-            callbacks=[TuneReportCallback()],
-            failure_config=FailureConfig(max_failures=setup["max_failures"]),
+            name=f"train-{trial_id}", storage_path=setup.storage_path, callbacks=[TuneReportCallback()],
+            failure_config=FailureConfig(max_failures=setup.max_failures),
         ),
     )
     try:
         trainer.fit()
     except Exception as err:  # the worker group failed for good (retries exhausted): the run must not stay RUNNING
-        client = tracking.client_for(setup["tracking_uri"])
-        run_id = tracking.find_trial_run(client, setup["experiment_id"], setup["parent_run_id"], trial_id)
+        client = tracking.client_for(setup.tracking_uri)
+        run_id = tracking.find_trial_run(client, setup.experiment_id, setup.parent_run_id, trial_id)
         if run_id is not None:
             tracking.end_run(client, run_id, "FAILED", error=repr(err))
         raise

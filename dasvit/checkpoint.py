@@ -1,0 +1,62 @@
+"""A search's output folder: what it writes after every epoch, and resuming from it.
+
+Everything is written atomically (``dasvit.io``), so a kill leaves the previous epoch's complete files. A checkpoint
+that cannot be read anyway (truncated by a full disk, edited, from another program) raises ``CheckpointError``
+naming the file and what to do, instead of a PyTorch traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import zipfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import torch
+
+from dasvit.io import atomic_torch_save, atomic_write_text
+
+if TYPE_CHECKING:
+    from dasvit.search import SearchRun
+
+CHECKPOINT = "checkpoint.pt"
+GENOTYPE = "genotype.json"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be read."""
+
+
+def write_outputs(run: SearchRun, out_dir: Path) -> None:
+    """config.json, metrics.csv (one row per epoch), alpha_history.json and the checkpoint."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_dir / "config.json", json.dumps(run.config.to_dict(), indent=2) + "\n")
+    atomic_write_text(out_dir / "metrics.csv", pd.DataFrame([asdict(r) for r in run.history]).to_csv(index=False))
+    alpha = {"ops": list(run.config.ops), "epochs": run.alpha_history, "stages": run.stage_summaries}
+    atomic_write_text(out_dir / "alpha_history.json", json.dumps(alpha) + "\n")
+    atomic_torch_save(out_dir / CHECKPOINT, run.state_dict())
+
+
+def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as err:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is unreadable ({str(err).splitlines()[0][:200]}): rerun without --resume "
+            "(into a new --out), or restore the file from a backup"
+        ) from None
+    if not isinstance(state, dict) or "config" not in state:
+        raise CheckpointError(f"checkpoint {str(path)!r} is not a dasvit search checkpoint: rerun without --resume")
+    return state
+
+
+def resume(run: SearchRun, out_dir: str | Path) -> bool:
+    """Load ``out_dir``'s checkpoint into ``run`` if there is one; return whether it did."""
+    path = Path(out_dir) / CHECKPOINT
+    if not path.is_file():
+        return False
+    run.load_state_dict(load_checkpoint(path, run.device))
+    return True
