@@ -21,6 +21,7 @@ from dasvit.genotype import Genotype
 from dasvit.io import atomic_torch_save, atomic_write_text
 from dasvit.metrics import count_macs, count_params, evaluate
 from dasvit.model import DiscreteViT, build_model
+from dasvit.precision import autocast_forward
 from dasvit.seeding import derived_seed, seed_everything
 
 
@@ -64,12 +65,13 @@ def retrain(
     device: str | torch.device = "cpu",
     progress: bool = False,
     on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
+    precision: str = "fp32",
 ) -> RetrainResult:
     """Train ``genotype``'s network from scratch on train + search-val and report test accuracy, params and MACs."""
     config.validate(genotype.patch_size)
     seed_everything(derived_seed(config.seed, 0))
     model: DiscreteViT = build_model(genotype, config.data.resolved_image_size, data.in_chans, data.num_classes)
-    result = train_from_scratch(model, config, data, out_dir, device, progress, on_epoch_end)
+    result = train_from_scratch(model, config, data, out_dir, device, progress, on_epoch_end, precision)
     if out_dir is not None:
         genotype.save(Path(out_dir) / "genotype.json")
     return result
@@ -83,12 +85,14 @@ def train_from_scratch(
     device: str | torch.device = "cpu",
     progress: bool = False,
     on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
+    precision: str = "fp32",
 ) -> RetrainResult:
     """The retraining recipe for any image classifier, so that baselines (a hand ViT, a CNN) get the same one."""
     device = torch.device(device)
     model = model.to(device)
     image_size = config.data.resolved_image_size
     params, macs = count_params(model), count_macs(model, image_size, data.in_chans)
+    model = autocast_forward(model, device, precision)  # after counting: the counter wants the plain forward
     train_set, test_set = retrain_splits(data, image_size)
     steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)

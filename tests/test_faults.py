@@ -110,3 +110,59 @@ def test_killed_writer_never_leaves_a_truncated_file(tmp_path, delay):
     assert json.loads(target.read_text())["n"] >= 0
     leftovers = [p.name for p in tmp_path.iterdir() if p.name != "genotype.json"]
     assert all(name.startswith(".genotype.json.") and name.endswith(".tmp") for name in leftovers)
+
+
+def _runs(client, experiment: str) -> list:
+    return client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+
+
+def test_ctrl_c_stops_the_sweep_and_resume_finishes_it_exactly(tmp_path):
+    """SIGINT once the first trial has reported epoch 1 of its 3: no retraining starts, every run that was RUNNING
+    ends KILLED with status=interrupted (the sweep's too), the console names our --resume, the exit status is 130.
+    --resume then finishes the sweep: one search run and at most one retraining per trial, real epoch counts."""
+    config = {**TINY, "retrain": {"top_k": 2, "epochs": 1},
+              "search": {**TINY["search"], "stages": [{"depth": 1, "epochs": 2}, {"depth": 2, "epochs": 1, "ops": 2}]}}
+    path = tmp_path / "interrupt.yaml"
+    path.write_text(yaml.safe_dump(config))
+    args = [sys.executable, str(REPO / "experiments" / "sweep.py"), "--config", str(path), "--workdir", str(tmp_path),
+            "--name", "interrupted", "--experiment", "interrupted", "--address", "local"]
+    sweep = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    client = tracking.client_for(tracking.default_tracking_uri(tmp_path))
+    deadline, reported = time.monotonic() + 300, False
+    while not reported and time.monotonic() < deadline and sweep.poll() is None:
+        time.sleep(0.5)
+        if (tmp_path / "mlflow.db").exists() and client.get_experiment_by_name("interrupted") is not None:
+            reported = any("val_acc" in r.data.metrics
+                           for r in _runs(client, "interrupted") if r.data.tags.get(tracking.KIND_TAG) == "search")
+    assert reported and sweep.poll() is None
+    sweep.send_signal(signal.SIGINT)
+    output, _ = sweep.communicate(timeout=180)
+    assert sweep.returncode == 130, output[-3000:]
+    assert "--resume interrupted" in output and "Tuner.restore" not in output
+
+    runs = _runs(client, "interrupted")
+    kinds = [r.data.tags.get(tracking.KIND_TAG) for r in runs]
+    assert "retrain" not in kinds
+    assert "RUNNING" not in {r.info.status for r in runs}
+    (parent,) = [r for r in runs if r.data.tags.get(tracking.KIND_TAG) == "sweep"]
+    assert parent.info.status == "KILLED" and parent.data.tags["status"] == "interrupted"
+    searches = [r for r in runs if r.data.tags.get(tracking.KIND_TAG) == "search"]
+    assert any(r.data.tags.get("status") == "interrupted" for r in searches)
+    assert all(r.data.tags.get("status") != "early_stopped" for r in searches)
+    assert not list(tmp_path.glob("ray_results/*-results.csv"))  # no half results table
+
+    resumed = subprocess.run([*args, "--resume", "interrupted"], capture_output=True, text=True, timeout=420)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    runs = _runs(client, "interrupted")
+    searches = [r for r in runs if r.data.tags.get(tracking.KIND_TAG) == "search"]
+    retrains = [r for r in runs if r.data.tags.get(tracking.KIND_TAG) == "retrain"]
+    assert len(searches) == 2 and len({r.data.tags["trial_id"] for r in searches}) == 2
+    assert len(retrains) == len({r.data.tags["search_run_id"] for r in retrains}) <= 2
+    table = pd.read_csv(next(tmp_path.glob("ray_results/interrupted-results.csv")))
+    finished = table[table["status"] == "finished"]
+    assert len(finished) >= 1 and (finished["epochs"] == 3).all()
+
+    again = subprocess.run([*args, "--resume", "interrupted"], capture_output=True, text=True, timeout=420)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    retrains_after = [r for r in _runs(client, "interrupted") if r.data.tags.get(tracking.KIND_TAG) == "retrain"]
+    assert len(retrains_after) == len(retrains)  # a trial already retrained is not retrained again

@@ -30,7 +30,8 @@ def shared(tmp_path_factory):
 
 
 EXPERIMENTS = {  # script -> (extra args, rows its table must have with one seed)
-    "searched_vs_hand": ([], 3),
+    "searched_vs_hand": ([], 4),
+    "robustness": (["--ratios", "0.5", "--lambdas", "0,0.5"], 2),
     "transfer": ([], 2),
     "search_cost": ([], 2),
     "random_search": ([], 2),

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from dasvit.config import ConfigError, DataConfig, SearchConfig
+from dasvit.precision import validate_precision
 
 TUNABLE = {"fairness_lambda", "keep_ratio", "alpha_lr", "w_lr", "embed_dim", "batch_size"}
 OBJECTIVES2 = ("params", "macs")
@@ -51,6 +52,8 @@ class SweepConfig:
     workers_per_trial: int = 2
     cpus_per_worker: float = 1
     gpus_per_worker: float = 0
+    precision: str = "fp32"  # bf16: autocast in search and retraining (GPU sweeps)
+    fused: bool = False  # the fused mixed op (dasvit.fused): pays where the step is launch-bound (GPUs)
     seed: int = 0
     metric: str = "val_acc"
     objective2: str | None = None
@@ -104,6 +107,12 @@ class SweepConfig:
                 raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
         if self.objective2 is not None and self.objective2 not in OBJECTIVES2:
             raise ConfigError(f"objective2 {self.objective2!r} must be one of {', '.join(OBJECTIVES2)} or null")
+        try:
+            validate_precision(self.precision)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+        if not isinstance(self.fused, bool):
+            raise ConfigError(f"fused must be true or false, got {self.fused!r}")
         if self.metric not in ("val_acc",):
             raise ConfigError(f"metric {self.metric!r}: only val_acc is reported by search trials")
         for name, bounds in self.tune.items():

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 import ray
@@ -53,6 +53,12 @@ class RetrainJob:
     parent_run_id: str | None
     cpus: float
     gpus: float
+    precision: str = "fp32"
+
+
+def task_resources(cpus: float, gpus: float) -> dict[str, float]:
+    """What one retraining task asks Ray for; a fractional ``gpus`` lets several share one GPU."""
+    return {"num_cpus": cpus, "num_gpus": gpus}
 
 
 @ray.remote
@@ -71,7 +77,7 @@ def retrain_task(job: RetrainJob) -> dict[str, Any]:
         tracking.log_params(client, run_id, tracking.flatten("", {"retrain": vars(config) | {"data": vars(config.data)}}))
         client.log_text(run_id, genotype.to_json(), "genotype.json")
         data = load_data(config.data)
-        result = retrain(genotype, config, data, device="cuda" if job.gpus > 0 else "cpu",
+        result = retrain(genotype, config, data, device="cuda" if job.gpus > 0 else "cpu", precision=job.precision,
                          on_epoch_end=lambda row: tracking.log_metrics(client, run_id, row, step=row["epoch"]))
         tracking.log_metrics(client, run_id, {"test_acc": result.test_acc, "params": result.params,
                                               "macs": result.macs, "retrain_seconds": result.seconds}, step=config.epochs)
@@ -85,19 +91,30 @@ def retrain_task(job: RetrainJob) -> dict[str, Any]:
 
 def retrain_top(
     candidates: pd.DataFrame, *, tracking_uri: str, experiment_id: str, data: DataConfig, epochs: int, seed: int,
-    cpus: float, gpus: float, parent_run_id: str | None = None,
+    cpus: float, gpus: float, parent_run_id: str | None = None, stop: Callable[[], bool] = lambda: False,
+    precision: str = "fp32",
 ) -> pd.DataFrame:
-    """Retrain every candidate in parallel; return the candidates with the retraining results joined on."""
+    """Retrain every candidate in parallel, except those the sweep already retrained (a resumed sweep); return the
+    candidates with the retraining results joined on. ``stop()`` true cancels the retrainings still running."""
     config = RetrainConfig(data=data, epochs=epochs, seed=seed)
-    jobs = [RetrainJob(row.search_run_id, row.trial_id, config, tracking_uri, experiment_id, parent_run_id, cpus, gpus)
-            for row in candidates.itertuples()]
-    pending = [retrain_task.options(num_cpus=cpus, num_gpus=gpus).remote(job) for job in jobs]
-    print(f"retraining {len(jobs)} genotype(s) from scratch in parallel, {epochs} epochs each ...", flush=True)
-    done: list[dict[str, Any]] = []
+    already = tracking.finished_retrains(tracking.client_for(tracking_uri), experiment_id, parent_run_id)
+    jobs = [RetrainJob(row.search_run_id, row.trial_id, config, tracking_uri, experiment_id, parent_run_id, cpus, gpus,
+                       precision) for row in candidates.itertuples() if row.search_run_id not in already]
+    pending = [retrain_task.options(**task_resources(cpus, gpus)).remote(job) for job in jobs]
+    print(f"retraining {len(jobs)} genotype(s) from scratch in parallel, {epochs} epochs each"
+          + (f" ({len(candidates) - len(jobs)} already retrained)" if len(jobs) < len(candidates) else "") + " ...",
+          flush=True)
+    done: list[dict[str, Any]] = [already[r] for r in candidates["search_run_id"] if r in already]
     while pending:  # one line per job as it finishes, so a long retraining phase is never silent
-        finished, pending = ray.wait(pending, num_returns=1)
+        finished, pending = ray.wait(pending, num_returns=1, timeout=1.0)
+        if stop():
+            for ref in pending:
+                ray.cancel(ref, force=True)
+            break
+        if not finished:
+            continue
         done.append(ray.get(finished[0]))
-        print(f"  retrained {len(done)}/{len(jobs)}: trial {done[-1]['trial_id'] or done[-1]['search_run_id'][:8]} "
+        print(f"  retrained {len(done)}/{len(candidates)}: trial {done[-1]['trial_id'] or done[-1]['search_run_id'][:8]} "
               f"test_acc {done[-1]['test_acc']:.3f} (MLflow run {done[-1]['retrain_run_id']})", flush=True)
     results = pd.DataFrame(done, columns=["search_run_id", "retrain_run_id", "test_acc", "retrain_params",
                                           "retrain_macs"])

@@ -26,6 +26,7 @@ from dasvit.data import DataError, load_data
 from dasvit.io import atomic_write_text
 from dasvit.platform import tracking
 from dasvit.platform.config import SweepConfig
+from dasvit.platform.interrupt import Interrupt
 from dasvit.platform.ray_session import connect_ray
 from dasvit.platform.retrain_jobs import retrain_top, top_search_runs
 from dasvit.platform.trial import TrialSetup, search_trial
@@ -157,12 +158,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     client = tracking.client_for(tracking_uri)
     experiment_id = tracking.ensure_experiment(client, config.experiment,
                                                workdir / "mlartifacts" if tracking_uri.startswith("sqlite") else None)
+    with Interrupt() as interrupt:
+        return run_sweep(args, argv, config, client, experiment_id, tracking_uri, storage_path, workdir, interrupt)
+
+
+def run_sweep(args: argparse.Namespace, argv: Sequence[str] | None, config: SweepConfig, client: Any,
+              experiment_id: str, tracking_uri: str, storage_path: str, workdir: Path, interrupt: Interrupt) -> int:
+    """Tune phase, then retraining, then the results table; stops early (exit 130/143) on an interrupt."""
     dashboard = connect_ray(args.address)
     print(f"Ray dashboard: {dashboard}\nMLflow: mlflow ui --backend-store-uri {tracking_uri} --host 127.0.0.1")
 
     name, parent_run_id, tuner = resume_or_start(args, config, client, experiment_id, tracking_uri, storage_path)
     start = time.perf_counter()
-    results = tuner.fit()
+    results = tuner.fit() if interrupt.signum is None else None
+    if interrupt.signum is not None:
+        return stop_interrupted(interrupt, client, experiment_id, parent_run_id, name, argv)
     tuned = list(config.tune)
     table = results_table(results, client, tuned, config.total_epochs)
     tracking.close_dangling_runs(
@@ -173,7 +183,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         candidates = top_search_runs(tracking_uri, experiment_id, config.retrain.top_k, parent_run_id)
         retrained = retrain_top(candidates, tracking_uri=tracking_uri, experiment_id=experiment_id, data=config.data,
                                 epochs=config.retrain.epochs, seed=config.seed, cpus=config.retrain.cpus,
-                                gpus=config.retrain.gpus, parent_run_id=parent_run_id)
+                                gpus=config.retrain.gpus, parent_run_id=parent_run_id, precision=config.precision,
+                                stop=lambda: interrupt.signum is not None)
+        if interrupt.signum is not None:
+            return stop_interrupted(interrupt, client, experiment_id, parent_run_id, name, argv)
         table = table.merge(retrained[["search_run_id", "test_acc", "retrain_run_id"]], on="search_run_id", how="left")
     table = table.sort_values("val_acc", ascending=False, na_position="last")
     csv_path = Path(storage_path) / f"{name}-results.csv" if "://" not in storage_path else workdir / f"{name}-results.csv"
@@ -189,6 +202,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"next: mlflow ui --backend-store-uri {tracking_uri} --host 127.0.0.1, experiment {config.experiment!r}, "
           f"sweep run {parent_run_id} (search_run_id / retrain_run_id columns of the CSV name each trial's runs)")
     return 0
+
+
+def stop_interrupted(interrupt: Interrupt, client: Any, experiment_id: str, parent_run_id: str, name: str,
+                     argv: Sequence[str] | None) -> int:
+    """After Ctrl-C / SIGTERM: every run still RUNNING ends KILLED with ``status=interrupted``, the sweep's own run
+    too, and the console says how to go on. Exit 130 (SIGINT) or 143 (SIGTERM)."""
+    tracking.close_dangling_runs(client, experiment_id, parent_run_id, {}, killed_status="interrupted")
+    tracking.end_run(client, parent_run_id, "KILLED")
+    client.set_tag(parent_run_id, "status", "interrupted")
+    kept = " ".join(_without_name_flags(list(argv if argv is not None else sys.argv[1:])))
+    print(f"sweep {name} interrupted by {interrupt.name}: nothing more was started or retrained.\n"
+          f"resume it with: python experiments/sweep.py {kept + ' ' if kept else ''}--resume {name}", flush=True)
+    return interrupt.exit_code
+
+
+def _without_name_flags(flags: list[str]) -> list[str]:
+    """The command-line flags less ``--name X`` and ``--resume [X]``, to print the resume command."""
+    kept, k = [], 0
+    while k < len(flags):
+        if flags[k] in ("--name", "--resume"):
+            k += 2 if k + 1 < len(flags) and not flags[k + 1].startswith("--") else 1
+            continue
+        kept.append(flags[k])
+        k += 1
+    return kept
 
 
 def resume_or_start(args: argparse.Namespace, config: SweepConfig, client: Any, experiment_id: str, tracking_uri: str,
@@ -215,7 +253,7 @@ def resume_or_start(args: argparse.Namespace, config: SweepConfig, client: Any, 
         search=config.base_search(), workers_per_trial=config.workers_per_trial,
         cpus_per_worker=config.cpus_per_worker, gpus_per_worker=config.gpus_per_worker, tracking_uri=tracking_uri,
         experiment_id=experiment_id, parent_run_id=parent_run_id, storage_path=storage_path,
-        max_failures=config.max_failures,
+        max_failures=config.max_failures, precision=config.precision, fused=config.fused,
     )
     atomic_write_text(state_dir / f"{name}-{STATE_FILE}",
                       json.dumps({"name": name, "parent_run_id": parent_run_id, "setup": setup.to_dict()}, indent=2))

@@ -162,8 +162,9 @@ def find_trial_run(client: MlflowClient, experiment_id: str, parent_run_id: str,
 
 
 def close_dangling_runs(client: MlflowClient, experiment_id: str, parent_run_id: str,
-                        outcome_by_trial: dict[str, str]) -> None:
-    """End every child run still RUNNING: ASHA-stopped trials as KILLED, errored ones as FAILED.
+                        outcome_by_trial: dict[str, str], killed_status: str = "early_stopped") -> None:
+    """End every child run still RUNNING: ASHA-stopped (or, with ``killed_status="interrupted"``, interrupted)
+    trials as KILLED, at the time of their last report, errored ones as FAILED.
 
     A trial stopped early has its Ray processes killed, so its run cannot end itself.
     """
@@ -174,7 +175,22 @@ def close_dangling_runs(client: MlflowClient, experiment_id: str, parent_run_id:
         end_run(client, run.info.run_id, outcome, error="the trial errored" if outcome == "FAILED" else None,
                 end_time_ms=last_report_ms(client, run.info.run_id) if outcome == "KILLED" else None)
         if outcome == "KILLED":
-            client.set_tag(run.info.run_id, "status", "early_stopped")
+            client.set_tag(run.info.run_id, "status", killed_status)
+
+
+def finished_retrains(client: MlflowClient, experiment_id: str, parent_run_id: str | None) -> dict[str, dict[str, Any]]:
+    """The FINISHED retraining runs under a sweep, by the search run they retrained: a resumed sweep reuses them."""
+    if parent_run_id is None:
+        return {}
+    done = {}
+    for run in child_runs(client, experiment_id, parent_run_id, kind="retrain"):
+        if run.info.status == "FINISHED" and "test_acc" in run.data.metrics:
+            metrics = run.data.metrics
+            done[run.data.tags["search_run_id"]] = {
+                "search_run_id": run.data.tags["search_run_id"], "trial_id": run.data.tags.get("trial_id", ""),
+                "retrain_run_id": run.info.run_id, "test_acc": metrics["test_acc"],
+                "retrain_params": metrics.get("params"), "retrain_macs": metrics.get("macs")}
+    return done
 
 
 def load_genotype_artifact(client: MlflowClient, run_id: str) -> dict[str, Any]:

@@ -56,6 +56,8 @@ class TrialSetup:
     parent_run_id: str
     storage_path: str
     max_failures: int
+    precision: str = "fp32"
+    fused: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "search": self.search.to_dict()}
@@ -77,6 +79,8 @@ class WorkerConfig:
     parent_run_id: str
     trial_id: str
     trial_name: str
+    precision: str = "fp32"
+    fused: bool = False
 
 
 def _maybe_inject_fault(epoch: int) -> None:
@@ -125,7 +129,8 @@ def search_worker(config: WorkerConfig) -> None:
     """The Ray Train loop run on every worker: resume or start, search, checkpoint and log after every epoch."""
     torch.set_num_threads(max(1, int(config.cpus_per_worker)))
     rank = ray.train.get_context().get_world_rank()
-    run = SearchRun(config.search, load_data(config.search.data), device=ray.train.torch.get_device())
+    run = SearchRun(config.search, load_data(config.search.data), device=ray.train.torch.get_device(),
+                    fused=config.fused, precision=config.precision)
     client = tracking.client_for(config.tracking_uri)
     run_id = restore_checkpoint(run)
     if rank == 0 and run_id is None:
@@ -160,6 +165,13 @@ def search_worker(config: WorkerConfig) -> None:
         tracking.end_run(client, run_id, "FINISHED")
 
 
+def scaling_config(setup: TrialSetup) -> ScalingConfig:
+    """Each trial's worker group: ``workers_per_trial`` workers with their CPUs and GPUs (nccl when on GPUs)."""
+    gpus = setup.gpus_per_worker
+    return ScalingConfig(num_workers=setup.workers_per_trial, use_gpu=gpus > 0,
+                         resources_per_worker={"CPU": setup.cpus_per_worker, **({"GPU": gpus} if gpus > 0 else {})})
+
+
 def search_trial(tuned: dict[str, Any], *, setup: TrialSetup) -> None:
     """The Tune trainable: runs one ``TorchTrainer`` for the values Optuna proposed (``tuned``)."""
     context = tune.get_context()
@@ -168,14 +180,11 @@ def search_trial(tuned: dict[str, Any], *, setup: TrialSetup) -> None:
         search=trial_search_config(setup.search, tuned), workers=setup.workers_per_trial,
         cpus_per_worker=setup.cpus_per_worker, tracking_uri=setup.tracking_uri, experiment_id=setup.experiment_id,
         parent_run_id=setup.parent_run_id, trial_id=trial_id, trial_name=context.get_trial_name(),
+        precision=setup.precision, fused=setup.fused,
     )
-    gpus = setup.gpus_per_worker
     trainer = TorchTrainer(
         partial(search_worker, worker),
-        scaling_config=ScalingConfig(
-            num_workers=setup.workers_per_trial, use_gpu=gpus > 0,
-            resources_per_worker={"CPU": setup.cpus_per_worker, **({"GPU": gpus} if gpus > 0 else {})},
-        ),
+        scaling_config=scaling_config(setup),
         run_config=RunConfig(
             name=f"train-{trial_id}", storage_path=setup.storage_path, callbacks=[TuneReportCallback()],
             failure_config=FailureConfig(max_failures=setup.max_failures),
