@@ -102,7 +102,7 @@ class Architect:
         average_gradients_(alpha_grads)  # data-parallel: every rank takes the same alpha step
         alphas = self.model.arch_parameters()
         penalty = self.fairness_penalty()
-        if self.fairness_lambda > 0:
+        if self.fairness_lambda > 0 and penalty.requires_grad:  # no skip op in the space: nothing to penalise
             penalty_grads = torch.autograd.grad(self.fairness_lambda * penalty, alphas)
             alpha_grads = [g + pg for g, pg in zip(alpha_grads, penalty_grads)]
         self.optimizer.zero_grad(set_to_none=True)

@@ -68,3 +68,15 @@ def test_lambda_zero_switches_the_regulariser_off():
     skip-dominated start makes R(alpha) and its gradient non-zero."""
     assert torch.equal(_alpha_after_steps(0.0), _alpha_after_steps(5.0, penalty_off=True))
     assert not torch.equal(_alpha_after_steps(0.0), _alpha_after_steps(5.0))
+
+
+def test_a_space_without_skip_searches_with_lambda_set():
+    """No skip op, so R(alpha) is a constant 0: lambda > 0 must not break the alpha step (it once raised)."""
+    from dasvit.genotype import InputSpec
+    from dasvit.search_space import SearchSpace
+    from dasvit.supernet import Supernet
+
+    model = Supernet(SearchSpace(("none", "attn_h2", "mlp_r2")), 1, 16, 2, InputSpec(8, 1, 10))
+    before = model.alphas[0].detach().clone()
+    Architect(model, lr=0.05, fairness_lambda=0.5).step(random_batch(seed=1), random_batch(seed=2), xi=0.0)
+    assert not torch.equal(model.alphas[0], before)

@@ -75,3 +75,16 @@ def test_ray_overhead_benchmark_smoke(tmp_path):
                "--out", str(tmp_path))
     summary = json.loads((tmp_path / "ray_overhead.json").read_text())["summary"]
     assert summary["trials"] == 1 and summary["sweep_s"] > 0 and summary["inprocess_s"] > 0
+
+
+def test_vit_b_memory_benchmark_smoke(tmp_path):
+    run_script("benchmarks/vit_b_memory.py", "--smoke", "--out", str(tmp_path))
+    rows = json.loads((tmp_path / "vit_b_memory_smoke.json").read_text())["rows"]
+    assert [r["keep_ratio"] for r in rows] == [1.0, 0.5, 0.25, 0.125]
+    assert rows[2]["peak_mem_mb"] < rows[0]["peak_mem_mb"] and rows[0]["largest_batch"] >= 4
+
+
+def test_search_cost_cifar_benchmark_smoke(tmp_path):
+    run_script("benchmarks/search_cost_cifar.py", "--smoke", "--out", str(tmp_path))
+    summary = json.loads((tmp_path / "search_cost_cifar_smoke.json").read_text())["summary"]
+    assert summary["default_search_hours"] > 0 and "synthetic" in summary["data"]
