@@ -8,6 +8,9 @@ process, so the ratios to r = 1 are comparable even where absolute times are noi
 
     python benchmarks/token_selection.py                       # default search config on CPU
     python benchmarks/token_selection.py --device cuda --dtype bf16 --image-size 224 --patch-size 16 --embed-dim 384
+
+``--paths eager,fused`` measures both mixed-op implementations (``dasvit.fused``) in the same run, interleaved
+per r, so that their ratio is taken under the same machine load.
 """
 
 from __future__ import annotations
@@ -102,8 +105,8 @@ def print_profile(run: SearchRun, batches: tuple, device: torch.device, dtype: t
 
 
 def measure(config: SearchConfig, data: Any, device: torch.device, dtype: torch.dtype, steps: int,
-            warmup: int, profile: bool = False) -> dict[str, Any]:
-    run = SearchRun(config, data, device=device)
+            warmup: int, profile: bool = False, fused: bool = False) -> dict[str, Any]:
+    run = SearchRun(config, data, device=device, fused=fused)
     train, val = (make_loader(s, config.batch_size, shuffle=True, seed=config.seed, drop_last=True)
                   for s in (run.train_set, run.val_set))
     (xt, yt), (xv, yv) = next(iter(train)), next(iter(val))
@@ -139,6 +142,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--profile", action="store_true", help="print the top ops of one step per r")
+    parser.add_argument("--paths", default="eager", help="mixed-op implementations to compare: eager, fused or both")
     parser.add_argument("--tag", default=None, help="results file stem (default: token_selection_<device>)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
@@ -148,17 +152,23 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     base = SearchConfig(data=DataConfig(args.dataset, image_size=args.image_size), patch_size=args.patch_size,
                         embed_dim=args.embed_dim, batch_size=args.batch_size)
     rows = []
+    paths = args.paths.split(",")
     for ratio in [float(r) for r in args.ratios.split(",")]:
-        rows.append({"keep_ratio": ratio, **measure(base.with_overrides(keep_ratio=ratio), data, device, dtype,
-                                                    args.steps, args.warmup, args.profile)})
-        print(rows[-1], flush=True)
+        for path in paths:
+            rows.append({"path": path, "keep_ratio": ratio, **measure(
+                base.with_overrides(keep_ratio=ratio), data, device, dtype, args.steps, args.warmup, args.profile,
+                fused=path == "fused")})
+            print(rows[-1], flush=True)
     table = pd.DataFrame(rows)
-    full = table[table["keep_ratio"] == 1.0].iloc[0]
-    table["time_vs_r1"] = table["step_ms"] / full["step_ms"]
-    table["mem_vs_r1"] = table["peak_mem_mb"] / full["peak_mem_mb"]
-    table["flop_vs_r1"] = table["step_gflop"] / full["step_gflop"]
+    full = table[table["keep_ratio"] == 1.0].set_index("path")
+    for column, ratio in (("step_ms", "time_vs_r1"), ("peak_mem_mb", "mem_vs_r1"), ("step_gflop", "flop_vs_r1")):
+        table[ratio] = table[column] / table["path"].map(full[column])
+    if set(paths) >= {"eager", "fused"}:
+        eager = table[table["path"] == "eager"].set_index("keep_ratio")["step_ms"]
+        table["speedup_vs_eager"] = table["keep_ratio"].map(eager) / table["step_ms"]
     table["achieved_tflops"] = table["step_gflop"] / table["step_ms"]  # GFLOP / ms = TFLOP/s
-    meta = {"device": device_name(device), "dtype": args.dtype, "torch": torch.__version__, "dataset": args.dataset,
+    meta = {"device": device_name(device), "dtype": args.dtype, "torch": torch.__version__, "paths": paths,
+            "dataset": args.dataset,
             "image_size": data.native_size if args.image_size is None else args.image_size,
             "patch_size": base.resolved_patch_size, "embed_dim": args.embed_dim, "batch_size": args.batch_size,
             "stage0_depth": base.stages[0].depth, "ops": list(base.ops), "steps": args.steps}
@@ -176,8 +186,11 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
 
 def plot(table: pd.DataFrame, meta: dict[str, Any], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    for column, label in (("time_vs_r1", "step time"), ("mem_vs_r1", "peak step memory"), ("flop_vs_r1", "FLOPs")):
-        ax.plot(table["keep_ratio"], table[column], marker="o", label=label)
+    for path, rows in table.groupby("path", sort=False):
+        ax.plot(rows["keep_ratio"], rows["time_vs_r1"], marker="o", label=f"step time ({path})")
+    first = table[table["path"] == table["path"].iloc[0]]
+    for column, label in (("mem_vs_r1", "peak step memory"), ("flop_vs_r1", "FLOPs")):
+        ax.plot(first["keep_ratio"], first[column], marker="o", label=label)
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1, label="proportional to r")
     ax.set(xlabel="keep ratio r", ylabel="relative to r = 1", title=f"{meta['device']}, {meta['dtype']}",
            xlim=(0, 1.05), ylim=(0, 1.1))

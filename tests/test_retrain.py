@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -38,3 +39,35 @@ def test_warmup_then_cosine():
 def test_retrain_rejects_indivisible_image_size():
     with pytest.raises(ConfigError, match="image size 9 is not divisible by patch size 2"):
         RetrainConfig(data=DataConfig("digits", image_size=9)).validate(2)
+
+
+def _retrain_digits(threads: int) -> tuple[float, list[float]]:
+    """Test accuracy and per-epoch test losses of a short retraining with ``threads`` torch threads."""
+    from dasvit.data import load_data
+
+    torch.set_num_threads(threads)
+    config = RetrainConfig(data=DataConfig("digits"), epochs=2, batch_size=64, lr=3e-3, seed=7)
+    losses: list[float] = []
+    result = retrain(genotype_from_dict(GENOTYPE), config, load_data(DataConfig("digits")),
+                     on_epoch_end=lambda row: losses.append(row["test_loss"]))
+    return result.test_acc, losses
+
+
+def test_retraining_is_reproducible_alone_twice_and_in_a_ray_task():
+    """Same genotype, seed and thread count: the same result in a second run and inside a Ray task (as the
+    sweep's parallel retrainings run), to the last bit of the loss."""
+    import ray
+
+    threads = torch.get_num_threads()
+    try:
+        first, second = _retrain_digits(1), _retrain_digits(1)
+        tests = str(Path(__file__).parent)  # the worker imports this module for _retrain_digits
+        ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": {"PYTHONPATH": tests}})
+        try:
+            in_ray = ray.get(ray.remote(num_cpus=1)(_retrain_digits).remote(1))
+        finally:
+            ray.shutdown()
+    finally:
+        torch.set_num_threads(threads)
+    assert first == second == in_ray

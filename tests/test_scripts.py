@@ -58,10 +58,12 @@ def test_experiment_script_smoke(name, shared):
 
 def test_token_selection_benchmark_smoke(tmp_path):
     run_script("benchmarks/token_selection.py", "--dataset", "digits", "--embed-dim", "16", "--steps", "1",
-               "--warmup", "0", "--ratios", "0.25,1.0", "--out", str(tmp_path))
+               "--warmup", "0", "--ratios", "0.25,1.0", "--paths", "eager,fused", "--out", str(tmp_path))
     rows = json.loads((tmp_path / "token_selection_cpu.json").read_text())["rows"]
-    assert [r["keep_ratio"] for r in rows] == [0.25, 1.0]
-    assert rows[0]["step_gflop"] < rows[1]["step_gflop"] and rows[0]["peak_mem_mb"] < rows[1]["peak_mem_mb"]
+    assert [(r["path"], r["keep_ratio"]) for r in rows] == [("eager", 0.25), ("fused", 0.25), ("eager", 1.0),
+                                                             ("fused", 1.0)]
+    assert rows[0]["step_gflop"] < rows[2]["step_gflop"] and rows[0]["peak_mem_mb"] < rows[2]["peak_mem_mb"]
+    assert all(r["speedup_vs_eager"] > 0 for r in rows)
 
 
 def test_scaling_benchmark_smoke(tmp_path):
