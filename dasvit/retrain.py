@@ -13,7 +13,6 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from dasvit.config import RetrainConfig
 from dasvit.data import ImageData, make_loader, retrain_splits
@@ -22,8 +21,8 @@ from dasvit.io import atomic_torch_save, atomic_write_text
 from dasvit.metrics import count_macs, count_params, evaluate
 from dasvit.model import DiscreteViT, build_model
 from dasvit.precision import autocast_forward
+from dasvit.progress import EpochProgress
 from dasvit.seeding import derived_seed, seed_everything
-
 
 PLATEAU_WINDOW = 10  # epochs
 
@@ -99,30 +98,32 @@ def train_from_scratch(
     scheduler = warmup_cosine(optimizer, config.warmup_epochs * steps_per_epoch, config.epochs * steps_per_epoch)
     rows: list[dict[str, Any]] = []
     start = time.perf_counter()
-    for epoch in tqdm(range(config.epochs), disable=not progress, desc="retrain"):
-        seed = derived_seed(config.seed, 1, epoch)
-        seed_everything(seed)
-        loss_sum, correct, count = 0.0, 0, 0
-        for images, labels in make_loader(train_set, config.batch_size, shuffle=True, seed=seed):
-            images, labels = images.to(device), labels.to(device)
-            logits = model(images)
-            loss = F.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            loss_sum += float(loss.detach()) * len(labels)
-            correct += int((logits.argmax(1) == labels).sum())
-            count += len(labels)
-        test_loss, test_acc = evaluate(model, test_set, device)
-        rows.append({"epoch": epoch, "lr": scheduler.get_last_lr()[0], "train_loss": loss_sum / count,
-                     "train_acc": correct / count, "test_loss": test_loss, "test_acc": test_acc})
-        if out_dir is not None:
-            Path(out_dir).mkdir(parents=True, exist_ok=True)
-            atomic_write_text(Path(out_dir) / "metrics.csv", pd.DataFrame(rows).to_csv(index=False))
-        if on_epoch_end is not None:
-            on_epoch_end(rows[-1])
+    with EpochProgress(config.epochs, "retrain", progress) as bar:
+        for epoch in range(config.epochs):
+            seed = derived_seed(config.seed, 1, epoch)
+            seed_everything(seed)
+            loss_sum, correct, count = 0.0, 0, 0
+            for images, labels in make_loader(train_set, config.batch_size, shuffle=True, seed=seed):
+                images, labels = images.to(device), labels.to(device)
+                logits = model(images)
+                loss = F.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                loss_sum += float(loss.detach()) * len(labels)
+                correct += int((logits.argmax(1) == labels).sum())
+                count += len(labels)
+            test_loss, test_acc = evaluate(model, test_set, device)
+            rows.append({"epoch": epoch, "lr": scheduler.get_last_lr()[0], "train_loss": loss_sum / count,
+                         "train_acc": correct / count, "test_loss": test_loss, "test_acc": test_acc})
+            if out_dir is not None:
+                Path(out_dir).mkdir(parents=True, exist_ok=True)
+                atomic_write_text(Path(out_dir) / "metrics.csv", pd.DataFrame(rows).to_csv(index=False))
+            if on_epoch_end is not None:
+                on_epoch_end(rows[-1])
+            bar.update(test_acc=f"{test_acc:.3f}")
     result = RetrainResult(rows[-1]["test_acc"], rows[-1]["test_loss"], params, macs, config.epochs,
                            time.perf_counter() - start, late_gain([row["test_acc"] for row in rows]))
     if out_dir is not None:

@@ -7,6 +7,7 @@ the same seed gives the same genotype on CPU, interrupted or not.
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,18 +19,18 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from dasvit.architect import Architect, Batch
+from dasvit.checkpoint import GENOTYPE, write_outputs
 from dasvit.config import ConfigError, SearchConfig
 from dasvit.data import ImageData, make_loader, search_splits
-from dasvit.genotype import Genotype, InputSpec
-from dasvit.checkpoint import GENOTYPE, write_outputs
 from dasvit.distributed import average_gradients_, rank, sum_over_ranks, world_size
+from dasvit.genotype import Genotype, InputSpec
 from dasvit.metrics import evaluate_sums
 from dasvit.ops import parse_op
-from dasvit.progressive import prune_masks, stretch_masks
 from dasvit.precision import autocast_forward, validate_precision
+from dasvit.progress import EpochProgress
+from dasvit.progressive import prune_masks, stretch_masks
 from dasvit.seeding import derived_seed, seed_everything
 from dasvit.supernet import Supernet, alpha_stats
-
 
 
 @dataclass
@@ -157,7 +158,8 @@ class SearchRun:
         totals = np.zeros(3)  # loss sum, correct, count
         penalty = 0.0
         lr = self.w_scheduler.get_last_lr()[0]  # at the epoch's start
-        steps = tqdm(zip(train_loader, val_loader), total=len(train_loader), leave=False, disable=not progress,
+        steps = tqdm(zip(train_loader, val_loader), total=len(train_loader), leave=False,
+                     disable=not (progress and sys.stderr.isatty()),
                      desc=f"stage {self.stage} epoch {self.epochs_done}")
         for (x_train, y_train), (x_val, y_val) in steps:
             train_batch = (x_train.to(self.device), y_train.to(self.device))
@@ -224,11 +226,10 @@ class SearchRun:
             on_epoch_end: EpochCallback | None = None) -> Genotype:
         """Run to the end (from wherever a resumed run stands); write outputs to ``out_dir`` after every epoch."""
         total = sum(s.epochs for s in self.config.stages)
-        with tqdm(total=total, initial=len(self.history), disable=not progress, desc="search") as bar:
+        with EpochProgress(total, "search", progress, initial=len(self.history)) as bar:
             while not self.finished:
                 record = self.advance(progress)
-                bar.update(1)
-                bar.set_postfix(stage=record.stage, val_acc=f"{record.val_acc:.3f}", skip=f"{record.skip_share:.2f}")
+                bar.update(stage=record.stage, val_acc=f"{record.val_acc:.3f}", skip=f"{record.skip_share:.2f}")
                 if out_dir is not None and self.shard[0] == 0:
                     write_outputs(self, Path(out_dir))
                 if on_epoch_end is not None:

@@ -26,6 +26,8 @@ SEARCH_CASES = [
     (["--keep-ratio", "0"], "keep ratio 0.0 is outside (0, 1]"),
     (["--keep-ratio", "1.5"], "keep ratio 1.5 is outside (0, 1]"),
     (["--lambda", "-1"], "fairness lambda -1.0 must be >= 0"),
+    (["--fairness-lambda", "-2"], "fairness lambda -2.0 must be >= 0"),
+    (["--head", "max"], "head 'max' is not one of cls, avg"),
     (["--ops", "none,skip,attn_q2"], "unknown op 'attn_q2'"),
     (["--ops", ""], "the op set is empty"),
     (["--ops", "none"], "no op other than 'none'"),
@@ -140,3 +142,15 @@ def test_show_warns_about_a_genotype_whose_cls_never_sees_a_patch(tmp_path, caps
     assert "the CLS token, all the head reads, never sees a patch" in capsys.readouterr().err
     assert main(["show", "vit_ti16"]) == 0
     assert "warning" not in capsys.readouterr().err
+
+
+def test_progress_is_one_plain_line_per_epoch_when_not_a_terminal(tmp_path, capsys):
+    args = [a for a in TINY if a != "--quiet"]
+    assert main(["search", *args, "--out", str(tmp_path / "s")]) == 0
+    err = capsys.readouterr().err
+    assert "search: epoch 1/2" in err and "search: epoch 2/2" in err and "left)" in err
+    assert "\r" not in err and "\x1b[" not in err  # no bar redraws or colour codes in a log
+    genotype = str(tmp_path / "s" / "genotype.json")
+    assert main(["retrain", genotype, "--epochs", "2", "--out", str(tmp_path / "r")]) == 0
+    err = capsys.readouterr().err
+    assert "retrain: epoch 1/2" in err and "retrain: epoch 2/2" in err

@@ -18,9 +18,9 @@ import torch
 from dasvit.config import ConfigError, DataConfig, RetrainConfig
 from dasvit.data import load_data
 from dasvit.genotype import genotype_from_dict
-from dasvit.retrain import retrain
 from dasvit.platform import tracking
 from dasvit.platform.ray_session import connect_ray
+from dasvit.retrain import retrain
 
 
 def top_search_runs(tracking_uri: str, experiment_id: str, k: int, parent_run_id: str | None = None) -> pd.DataFrame:

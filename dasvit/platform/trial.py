@@ -33,9 +33,9 @@ from dasvit.data import load_data
 from dasvit.io import atomic_torch_save
 from dasvit.metrics import count_macs, count_params
 from dasvit.model import build_model
-from dasvit.search import EpochRecord, SearchRun
 from dasvit.platform import tracking
 from dasvit.platform.config import trial_search_config
+from dasvit.search import EpochRecord, SearchRun
 
 STATE_FILE = "search_state.pt"
 RUN_FILE = "mlflow_run.json"
