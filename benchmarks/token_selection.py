@@ -186,8 +186,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
 
 def plot(table: pd.DataFrame, meta: dict[str, Any], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    for path, rows in table.groupby("path", sort=False):
-        ax.plot(rows["keep_ratio"], rows["time_vs_r1"], marker="o", label=f"step time ({path})")
+    for implementation, rows in table.groupby("path", sort=False):
+        ax.plot(rows["keep_ratio"], rows["time_vs_r1"], marker="o", label=f"step time ({implementation})")
     first = table[table["path"] == table["path"].iloc[0]]
     for column, label in (("mem_vs_r1", "peak step memory"), ("flop_vs_r1", "FLOPs")):
         ax.plot(first["keep_ratio"], first[column], marker="o", label=label)

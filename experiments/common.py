@@ -91,7 +91,9 @@ class Experiment:
         uri = tracking.resolve_uri(args.tracking_uri, Path.cwd())
         tracking.check_reachable(uri)
         self.client = tracking.client_for(uri)
-        self.experiment_id = tracking.ensure_experiment(self.client, f"dasvit-{name}")
+        # artifacts beside a SQLite store, never in ./mlruns of whatever folder the script runs from
+        store = Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts" if uri.startswith("sqlite:///") else None
+        self.experiment_id = tracking.ensure_experiment(self.client, f"dasvit-{name}", store)
         self.run_id = tracking.start_run(self.client, self.experiment_id, name, "experiment")
         tracking.log_params(self.client, self.run_id, {"seeds": args.seeds, "smoke": str(args.smoke)})
 

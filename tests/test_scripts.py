@@ -16,8 +16,10 @@ from dasvit.platform import tracking
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_script(path: str, *args: str) -> str:
-    done = subprocess.run([sys.executable, str(REPO / path), *args], capture_output=True, text=True, timeout=600)
+def run_script(path: str, *args: str, cwd: Path) -> str:
+    """Run a script from pytest's temporary folder ``cwd``, so that nothing can land in the repository tree."""
+    done = subprocess.run([sys.executable, str(REPO / path), *args], capture_output=True, text=True, timeout=600,
+                          cwd=cwd)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     return done.stdout
 
@@ -45,7 +47,8 @@ EXPERIMENTS = {  # script -> (extra args, rows its table must have with one seed
 def test_experiment_script_smoke(name, shared):
     folder, uri = shared
     extra, rows = EXPERIMENTS[name]
-    run_script(f"experiments/{name}.py", "--smoke", "--seeds", "0", "--out", str(folder), "--tracking-uri", uri, *extra)
+    run_script(f"experiments/{name}.py", "--smoke", "--seeds", "0", "--out", str(folder), "--tracking-uri", uri, *extra,
+               cwd=folder)
     for suffix in (".csv", ".md", ".json", ".png"):
         assert (folder / f"{name}{suffix}").stat().st_size > 0
     table = pd.read_csv(folder / f"{name}.csv")
@@ -58,35 +61,36 @@ def test_experiment_script_smoke(name, shared):
 
 def test_token_selection_benchmark_smoke(tmp_path):
     run_script("benchmarks/token_selection.py", "--dataset", "digits", "--embed-dim", "16", "--steps", "1",
-               "--warmup", "0", "--ratios", "0.25,1.0", "--paths", "eager,fused", "--out", str(tmp_path))
+               "--warmup", "0", "--ratios", "0.25,1.0", "--paths", "eager,fused", "--out", str(tmp_path), cwd=tmp_path)
     rows = json.loads((tmp_path / "token_selection_cpu.json").read_text())["rows"]
     assert [(r["path"], r["keep_ratio"]) for r in rows] == [("eager", 0.25), ("fused", 0.25), ("eager", 1.0),
                                                              ("fused", 1.0)]
     assert rows[0]["step_gflop"] < rows[2]["step_gflop"] and rows[0]["peak_mem_mb"] < rows[2]["peak_mem_mb"]
     assert all(r["speedup_vs_eager"] > 0 for r in rows)
+    assert (tmp_path / "token_selection_cpu.png").stat().st_size > 0
 
 
 def test_scaling_benchmark_smoke(tmp_path):
-    run_script("benchmarks/scaling.py", "--dataset", "digits", "--steps", "2", "--warmup", "1", "--out", str(tmp_path))
+    run_script("benchmarks/scaling.py", "--dataset", "digits", "--steps", "2", "--warmup", "1", "--out", str(tmp_path), cwd=tmp_path)
     table = pd.read_csv(tmp_path / "scaling.csv")
     assert list(table["workers"]) == [1, 1, 1, 2] and (table["images_per_s"] > 0).all()
 
 
 def test_ray_overhead_benchmark_smoke(tmp_path):
     run_script("benchmarks/ray_overhead.py", "--dataset", "digits", "--epochs", "1", "--trials", "1",
-               "--out", str(tmp_path))
+               "--out", str(tmp_path), cwd=tmp_path)
     summary = json.loads((tmp_path / "ray_overhead.json").read_text())["summary"]
     assert summary["trials"] == 1 and summary["sweep_s"] > 0 and summary["inprocess_s"] > 0
 
 
 def test_vit_b_memory_benchmark_smoke(tmp_path):
-    run_script("benchmarks/vit_b_memory.py", "--smoke", "--out", str(tmp_path))
+    run_script("benchmarks/vit_b_memory.py", "--smoke", "--out", str(tmp_path), cwd=tmp_path)
     rows = json.loads((tmp_path / "vit_b_memory_smoke.json").read_text())["rows"]
     assert [r["keep_ratio"] for r in rows] == [1.0, 0.5, 0.25, 0.125]
     assert rows[2]["peak_mem_mb"] < rows[0]["peak_mem_mb"] and rows[0]["largest_batch"] >= 4
 
 
 def test_search_cost_cifar_benchmark_smoke(tmp_path):
-    run_script("benchmarks/search_cost_cifar.py", "--smoke", "--out", str(tmp_path))
+    run_script("benchmarks/search_cost_cifar.py", "--smoke", "--out", str(tmp_path), cwd=tmp_path)
     summary = json.loads((tmp_path / "search_cost_cifar_smoke.json").read_text())["summary"]
     assert summary["default_search_hours"] > 0 and "synthetic" in summary["data"]
