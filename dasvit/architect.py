@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from dasvit.distributed import average_gradients_
-from dasvit.fairness import skip_excess_penalty
+from dasvit.fairness import skip_excess_penalty, validate_lambda
 from dasvit.supernet import Supernet
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -60,7 +60,7 @@ class Architect:
         second_order: bool = False,
     ):
         self.model = model
-        self.fairness_lambda = fairness_lambda
+        self.fairness_lambda = validate_lambda(fairness_lambda)  # as Supernet validates its keep ratio
         self.second_order = second_order
         self.families = model.space.families
         self.optimizer = torch.optim.Adam(model.arch_parameters(), lr=lr, betas=betas, weight_decay=weight_decay)

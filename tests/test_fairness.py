@@ -80,3 +80,10 @@ def test_a_space_without_skip_searches_with_lambda_set():
     before = model.alphas[0].detach().clone()
     Architect(model, lr=0.05, fairness_lambda=0.5).step(random_batch(seed=1), random_batch(seed=2), xi=0.0)
     assert not torch.equal(model.alphas[0], before)
+
+
+def test_the_architect_refuses_a_negative_lambda_like_the_supernet_refuses_a_bad_keep_ratio():
+    with pytest.raises(ValueError, match="fairness lambda -0.5 must be >= 0"):
+        Architect(tiny_supernet(depth=1), fairness_lambda=-0.5)
+    with pytest.raises(ValueError, match="keep ratio 1.5 is outside"):
+        tiny_supernet(keep_ratio=1.5)
