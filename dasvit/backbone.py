@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from dasvit.genotype import HEADS
 from dasvit.ops import grid_size
 
 
@@ -30,14 +31,11 @@ class ViTStem(nn.Module):
         return torch.cat([cls, patches], dim=1) + self.pos_embed
 
 
-POOLS = ("cls", "avg")
-
-
 class ViTHead(nn.Module):
     def __init__(self, dim: int, num_classes: int, pool: str = "cls"):
         super().__init__()
-        if pool not in POOLS:
-            raise ValueError(f"head {pool!r} is not one of {', '.join(POOLS)}")
+        if pool not in HEADS:
+            raise ValueError(f"head {pool!r} is not one of {', '.join(HEADS)}")
         self.pool = pool
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.fc = nn.Linear(dim, num_classes)

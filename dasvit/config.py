@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-from dasvit.backbone import POOLS
 from dasvit.data import DATASETS, DEFAULTS
 from dasvit.fairness import validate_lambda
+from dasvit.genotype import HEADS
 from dasvit.ops import parse_op
 from dasvit.progressive import DEFAULT_STAGES, StageSpec, validate_stages
 from dasvit.search_space import DEFAULT_OPS, SearchSpace
@@ -86,8 +86,8 @@ class SearchConfig:
         try:
             validate_keep_ratio(self.keep_ratio)
             validate_lambda(self.fairness_lambda)
-            if self.head not in POOLS:
-                raise ConfigError(f"head {self.head!r} is not one of {', '.join(POOLS)}")
+            if self.head not in HEADS:
+                raise ConfigError(f"head {self.head!r} is not one of {', '.join(HEADS)}")
             self.data.validate(self.resolved_patch_size)
             _check_positive("embed dim", self.embed_dim)
             self.space.validate(self.embed_dim)

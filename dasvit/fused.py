@@ -37,7 +37,7 @@ def fused_mixed_forward(ops: nn.ModuleList, weights: torch.Tensor, x: torch.Tens
     if projected:
         out = out + _projected_branches(projected, weights, normed)
     for k, op in convs:
-        bypass = ctx.normalised_bypass()
+        bypass = ctx.normalised_bypass
         canvas = torch.addcmul(op.norm.bias, bypass, op.norm.weight) if bypass is not None else None
         out = out + weights[k] * op.mix(torch.addcmul(op.norm.bias, normed, op.norm.weight), ctx, canvas)
     return out

@@ -35,7 +35,7 @@ from dasvit.ops import OpError, parse_op
 
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)
-HEADS = ("cls", "avg")
+HEADS = ("cls", "avg")  # what the classifier reads; the one list that backbone and config check against
 PRESETS = ("vit_ti16", "vit_s16", "vit_b16")
 
 

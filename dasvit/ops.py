@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 import torch.nn.functional as F
@@ -74,14 +75,12 @@ class TokenContext:
     patch_index: torch.Tensor | None = None
     bypass_patches: torch.Tensor | None = None
 
+    @cached_property
     def normalised_bypass(self) -> torch.Tensor | None:
         """The bypass values LayerNormed without affine: computed once per block and shared by its conv ops."""
         if self.bypass_patches is None:
             return None
-        if "_bypass_normed" not in self.__dict__:
-            object.__setattr__(self, "_bypass_normed", F.layer_norm(self.bypass_patches, self.bypass_patches.shape[-1:],
-                                                                   eps=NORM_EPS))
-        return self.__dict__["_bypass_normed"]
+        return F.layer_norm(self.bypass_patches, self.bypass_patches.shape[-1:], eps=NORM_EPS)
 
 
 class Zero(nn.Module):

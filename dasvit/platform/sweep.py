@@ -128,7 +128,7 @@ def results_table(results: tune.ResultGrid, client: Any, tuned: list[str], total
     for result in results:
         metrics = result.metrics or {}
         run_id = metrics.get("mlflow_run_id", "")
-        epochs = int(metrics.get("global_epoch", -1)) + 1  # Tune's training_iteration restarts at 1 after a restore
+        epochs = int(metrics.get("epochs_done", 0))  # not Tune's training_iteration: it restarts at 1 after a restore
         status = "error" if result.error else ("finished" if epochs >= total_epochs else "early_stopped")
         rows.append({
             "trial_id": metrics.get("trial_id", ""), **{name: result.config.get(name) for name in tuned},
