@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -116,36 +117,58 @@ def _runs(client, experiment: str) -> list:
     return client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
 
 
+def interrupt_sweep(workdir: Path, name: str, signum: int) -> tuple[list[str], Any, subprocess.CompletedProcess]:
+    """Start a small sweep, send ``signum`` to its driver (as Ctrl-C, ``timeout`` or a scheduler would) once the
+    first trial has reported epoch 1 of its 3; returns the command line, the MLflow client and the finished driver."""
+    config = {**TINY, "retrain": {"top_k": 2, "epochs": 1},
+              "search": {**TINY["search"], "stages": [{"depth": 1, "epochs": 2}, {"depth": 2, "epochs": 1, "ops": 2}]}}
+    path = workdir / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    args = [sys.executable, str(REPO / "experiments" / "sweep.py"), "--config", str(path), "--workdir", str(workdir),
+            "--name", name, "--experiment", name, "--address", "local"]
+    sweep = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    client = tracking.client_for(tracking.default_tracking_uri(workdir))
+    deadline, reported = time.monotonic() + 300, False
+    while not reported and time.monotonic() < deadline and sweep.poll() is None:
+        time.sleep(0.5)
+        if (workdir / "mlflow.db").exists() and client.get_experiment_by_name(name) is not None:
+            reported = any("val_acc" in r.data.metrics
+                           for r in _runs(client, name) if r.data.tags.get(tracking.KIND_TAG) == "search")
+    assert reported and sweep.poll() is None
+    sweep.send_signal(signum)
+    output, _ = sweep.communicate(timeout=180)
+    return args, client, subprocess.CompletedProcess(args, sweep.returncode, output)
+
+
+def assert_cleanly_interrupted(client: Any, name: str) -> None:
+    """No retraining started, nothing left RUNNING, the sweep's run KILLED with status=interrupted."""
+    runs = _runs(client, name)
+    assert "retrain" not in [r.data.tags.get(tracking.KIND_TAG) for r in runs]
+    assert "RUNNING" not in {r.info.status for r in runs}
+    (parent,) = [r for r in runs if r.data.tags.get(tracking.KIND_TAG) == "sweep"]
+    assert parent.info.status == "KILLED" and parent.data.tags["status"] == "interrupted"
+
+
+def test_sigterm_stops_the_sweep_like_ctrl_c(tmp_path):
+    """SIGTERM (``timeout``, Slurm, Kubernetes) must reach our handler, not Ray's, which dumps a stack and exits with
+    the MLflow runs left RUNNING (seen on the GPU machine): exit 143, everything closed, the resume command shown."""
+    _, client, done = interrupt_sweep(tmp_path, "terminated", signal.SIGTERM)
+    assert done.returncode == 143, done.stdout[-3000:]
+    assert "--resume terminated" in done.stdout and "SIGTERM received at time" not in done.stdout
+    assert_cleanly_interrupted(client, "terminated")
+
+
 def test_ctrl_c_stops_the_sweep_and_resume_finishes_it_exactly(tmp_path):
     """SIGINT once the first trial has reported epoch 1 of its 3: no retraining starts, every run that was RUNNING
     ends KILLED with status=interrupted (the sweep's too), the console names our --resume, the exit status is 130.
     --resume then finishes the sweep: one search run and at most one retraining per trial, real epoch counts."""
-    config = {**TINY, "retrain": {"top_k": 2, "epochs": 1},
-              "search": {**TINY["search"], "stages": [{"depth": 1, "epochs": 2}, {"depth": 2, "epochs": 1, "ops": 2}]}}
-    path = tmp_path / "interrupt.yaml"
-    path.write_text(yaml.safe_dump(config))
-    args = [sys.executable, str(REPO / "experiments" / "sweep.py"), "--config", str(path), "--workdir", str(tmp_path),
-            "--name", "interrupted", "--experiment", "interrupted", "--address", "local"]
-    sweep = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    client = tracking.client_for(tracking.default_tracking_uri(tmp_path))
-    deadline, reported = time.monotonic() + 300, False
-    while not reported and time.monotonic() < deadline and sweep.poll() is None:
-        time.sleep(0.5)
-        if (tmp_path / "mlflow.db").exists() and client.get_experiment_by_name("interrupted") is not None:
-            reported = any("val_acc" in r.data.metrics
-                           for r in _runs(client, "interrupted") if r.data.tags.get(tracking.KIND_TAG) == "search")
-    assert reported and sweep.poll() is None
-    sweep.send_signal(signal.SIGINT)
-    output, _ = sweep.communicate(timeout=180)
-    assert sweep.returncode == 130, output[-3000:]
+    args, client, done = interrupt_sweep(tmp_path, "interrupted", signal.SIGINT)
+    output = done.stdout
+    assert done.returncode == 130, output[-3000:]
     assert "--resume interrupted" in output and "Tuner.restore" not in output
+    assert_cleanly_interrupted(client, "interrupted")
 
     runs = _runs(client, "interrupted")
-    kinds = [r.data.tags.get(tracking.KIND_TAG) for r in runs]
-    assert "retrain" not in kinds
-    assert "RUNNING" not in {r.info.status for r in runs}
-    (parent,) = [r for r in runs if r.data.tags.get(tracking.KIND_TAG) == "sweep"]
-    assert parent.info.status == "KILLED" and parent.data.tags["status"] == "interrupted"
     searches = [r for r in runs if r.data.tags.get(tracking.KIND_TAG) == "search"]
     assert any(r.data.tags.get("status") == "interrupted" for r in searches)
     assert all(r.data.tags.get("status") != "early_stopped" for r in searches)

@@ -4,7 +4,9 @@ Ray Tune stops its loop gracefully on SIGUSR1 (and on SIGINT, but then ``fit()``
 finished, and the driver would go on to retrain half-searched genotypes). So Tune's own SIGINT handler is switched
 off, both signals are routed to SIGUSR1 once Tune listens for it, and the driver asks ``Interrupt.signum`` after
 each phase: set, it starts nothing new, marks what was running as interrupted and exits 128 + signal number.
-A second signal while stopping raises ``KeyboardInterrupt`` at once.
+A second signal while stopping raises ``KeyboardInterrupt`` at once. Enter it after ``ray.init``: Ray's driver
+installs a C-level SIGTERM handler that dumps a stack and exits, leaving MLflow runs RUNNING (seen on the H200 run
+of 2026-11-26, when ``timeout`` stopped a sweep); handlers installed later take precedence.
 """
 
 from __future__ import annotations

@@ -158,16 +158,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     client = tracking.client_for(tracking_uri)
     experiment_id = tracking.ensure_experiment(client, config.experiment,
                                                workdir / "mlartifacts" if tracking_uri.startswith("sqlite") else None)
-    with Interrupt() as interrupt:
+    dashboard = connect_ray(args.address)
+    print(f"Ray dashboard: {dashboard}\nMLflow: mlflow ui --backend-store-uri {tracking_uri} --host 127.0.0.1")
+    with Interrupt() as interrupt:  # after ray.init, whose own SIGTERM handler would otherwise kill the driver
         return run_sweep(args, argv, config, client, experiment_id, tracking_uri, storage_path, workdir, interrupt)
 
 
 def run_sweep(args: argparse.Namespace, argv: Sequence[str] | None, config: SweepConfig, client: Any,
               experiment_id: str, tracking_uri: str, storage_path: str, workdir: Path, interrupt: Interrupt) -> int:
     """Tune phase, then retraining, then the results table; stops early (exit 130/143) on an interrupt."""
-    dashboard = connect_ray(args.address)
-    print(f"Ray dashboard: {dashboard}\nMLflow: mlflow ui --backend-store-uri {tracking_uri} --host 127.0.0.1")
-
     name, parent_run_id, tuner = resume_or_start(args, config, client, experiment_id, tracking_uri, storage_path)
     start = time.perf_counter()
     results = tuner.fit() if interrupt.signum is None else None

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Every GPU measurement of issues 9 and 10 in one device call (the lent machine has no network and no Ray/MLflow:
+# they travel as a prebuilt Python 3.12 site in .whl/site312.tar.xz, see docs/gpu.md). Writes $OUT/results.tgz.
+#   bash benchmarks/gpu_session.sh          (on the device machine, from the repository root)
+# PARTS=sweep runs only the sweep; SWEEP_ARGS adds sweep.py flags (a shorter sweep when device time is short).
+set -u
+OUT=${OUT:-/tmp/gpu_out}
+R=$OUT/r
+mkdir -p "$R"
+export PYTHONUNBUFFERED=1 MPLBACKEND=Agg
+finish() { pkill -f "nvidia-smi --query" 2>/dev/null; tar -czf "$OUT/results.tgz" --exclude=ray_results -C "$R" .; }
+trap finish EXIT
+DEADLINE=${DEADLINE:-570}
+{ nvidia-smi; nproc; python3 -c "import torch, sys; print(sys.version); print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name())"; } > "$R/env.txt" 2>&1
+tar -xJf .whl/site312.tar.xz -C /tmp && export PYTHONPATH=/tmp/site312:$PWD
+python3 -c "import ray, mlflow, optuna, mlxtend; print('ray', ray.__version__, 'mlflow', mlflow.__version__, 'optuna', optuna.__version__)" 2>&1 | tail -3 | tee -a "$R/env.txt"
+echo "setup done at ${SECONDS}s"
+
+# Issue 10.1: the sweep on the GPU, GPU utilisation sampled every second.
+nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 1 > "$R/gpu_util.csv" 2>&1 &
+nvidia-smi --query-compute-apps=timestamp,pid,used_memory --format=csv -l 1 > "$R/gpu_processes.csv" 2>&1 &
+start=$SECONDS
+# shellcheck disable=SC2086
+timeout "${SWEEP_SECONDS:-300}" python3 experiments/sweep.py --config experiments/configs/gpu.yaml --workdir "$R/sweep" \
+    --address local ${SWEEP_ARGS:-} > "$R/sweep.log" 2>&1
+echo "sweep rc=$? wall=$((SECONDS - start))s" | tee -a "$R/sweep.log"
+pkill -f "nvidia-smi --query"; pkill -f gcs_server; pkill -f raylet; sleep 2
+tail -25 "$R/sweep.log"
+
+[ "${PARTS:-all}" = sweep ] && exit 0
+left() { echo $((DEADLINE - SECONDS)); }
+B="python3 benchmarks"
+# Issue 10.3: the default 3-stage search per epoch on CIFAR-10-shaped synthetic data.
+timeout 60 $B/search_cost_cifar.py --device cuda --dtype bf16 --fused --steps 30 --out "$R" 2>&1 | tail -8
+# Issue 9 GPU target 1: r = 0.25 vs r = 1 at batch 64, 224 px, D 384, eager and fused.
+timeout 70 $B/token_selection.py --device cuda --dtype bf16 --image-size 224 --patch-size 16 --embed-dim 384 \
+    --batch-size 64 --ratios 0.25,1.0 --paths eager,fused --steps 15 --tag token_selection_cuda_d384 --out "$R" 2>&1 | tail -6
+# Issue 9 GPU target 2: fraction of the bf16 matmul peak at ViT-B width, batch 256, r = 1.
+timeout 60 $B/token_selection.py --device cuda --dtype bf16 --image-size 224 --patch-size 16 --embed-dim 768 \
+    --batch-size 256 --ratios 1.0 --paths fused --steps 8 --tag token_selection_cuda_vitb --out "$R" 2>&1 | tail -4
+# Issue 10.2: the paper's memory figure at ViT-B scale.
+timeout "$(left)" $B/vit_b_memory.py --device cuda --dtype bf16 --repeats 3 --max-batch-limit 2048 --out "$R" 2>&1 | tail -12
+echo "all done at ${SECONDS}s"
