@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every GPU measurement of issues 9 and 10 in one device call (the lent machine has no network and no Ray/MLflow:
-# they travel as a prebuilt Python 3.12 site in .whl/site312.tar.xz, see docs/gpu.md). Writes $OUT/results.tgz.
+# they travel as a prebuilt Python 3.12 site, .whl/site312.tar.xz, built by benchmarks/build_gpu_site.sh). Writes $OUT/results.tgz.
 #   bash benchmarks/gpu_session.sh          (on the device machine, from the repository root)
 # PARTS=sweep runs only the sweep; SWEEP_ARGS adds sweep.py flags (a shorter sweep when device time is short).
 set -u

@@ -6,6 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import ray
+import yaml
 
 from dasvit.platform.config import SweepConfig
 from dasvit.platform.retrain_jobs import task_resources
@@ -53,3 +54,22 @@ def test_retrainings_share_one_fake_gpu_concurrently():
     first, last = held[:k], held[k]
     assert max(s for _, s, _ in first) < min(e for _, _, e in first)  # the top-k ran at the same time
     assert last[1] >= min(e for _, _, e in first) - 0.1  # the one more waited for a share of the GPU
+
+
+# vCPUs and GPUs of the instance types cluster/config.yaml may name (AWS's published sizes).
+INSTANCE_SIZES = {"g5.xlarge": (4, 1), "g5.2xlarge": (8, 1), "g5.12xlarge": (48, 4), "p4d.24xlarge": (96, 8)}
+
+
+def test_cluster_sweep_fits_the_cluster_yaml():
+    """The cluster sweep asks for what cluster/config.yaml's GPU workers have, with the ratios that ran on the GPU
+    machine (experiments/configs/gpu.yaml: 4 CPUs per GPU per Train worker, fractional GPUs for retraining)."""
+    repo = GPU_YAML.parents[2]
+    cluster = yaml.safe_load((repo / "cluster" / "config.yaml").read_text())
+    node = cluster["available_node_types"]["gpu_worker"]
+    cpus, gpus = INSTANCE_SIZES[node["node_config"]["InstanceType"]]
+    sweep, measured = SweepConfig.load(repo / "experiments" / "configs" / "cluster.yaml"), SweepConfig.load(GPU_YAML)
+    assert sweep.gpus_per_worker == measured.gpus_per_worker == 1
+    assert sweep.cpus_per_worker == measured.cpus_per_worker <= cpus // gpus
+    trial_gpus = sweep.workers_per_trial * sweep.gpus_per_worker
+    assert sweep.max_concurrent_trials * trial_gpus <= node["max_workers"] * gpus  # every concurrent trial can start
+    assert sweep.retrain.gpus <= 1 and sweep.retrain.cpus / sweep.retrain.gpus <= cpus / gpus

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Build .whl/site312.tar.xz: the Python 3.12 packages that benchmarks/gpu_session.sh needs on a GPU machine with no
+# network and a CUDA image that lacks Ray, MLflow and Optuna. Packages the image already has are left out
+# (DEVICE_HAS: their names, one per line), and so are parts nobody calls there (Ray's Java jars, RLlib, Serve,
+# LLM; MLflow's web UI), which keeps the archive under the 64 MiB a device call may carry (46 MB on 2026-11-26).
+#   DEVICE_HAS=device_packages.txt bash benchmarks/build_gpu_site.sh
+set -euo pipefail
+PLATFORM=(--python-version 3.12 --implementation cp --only-binary=:all: --platform manylinux_2_28_x86_64
+          --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform manylinux1_x86_64)
+WHEELS=$(mktemp -d)
+SITE=$(mktemp -d)/site312
+python3 -m pip download -q "${PLATFORM[@]}" -d "$WHEELS" "ray[default,train,tune]==2.60.0" mlflow==3.17.2 optuna==5.0.0 \
+    mlxtend tabulate filelock
+normalise() { tr 'A-Z_.' 'a-z--'; }
+skip=$( { cat "${DEVICE_HAS:-/dev/null}"; printf '%s\n' virtualenv py-spy distlib python-discovery platformdirs; } | normalise)
+wanted=()
+for wheel in "$WHEELS"/*.whl; do
+    name=$(basename "$wheel" | cut -d- -f1 | normalise)
+    grep -qx "$name" <<<"$skip" || wanted+=("$wheel")
+done
+python3 -m pip install -q --no-deps --no-compile "${PLATFORM[@]}" --target "$SITE" "${wanted[@]}"
+rm -rf "$SITE"/ray/{jars,rllib,serve,llm} "$SITE"/mlflow/server/js/build
+find "$SITE" \( -name tests -o -name __pycache__ \) -type d -prune -exec rm -rf {} +
+mkdir -p .whl
+tar -cJf .whl/site312.tar.xz -C "$(dirname "$SITE")" site312
+ls -la .whl/site312.tar.xz
