@@ -4,6 +4,10 @@ The sweep runs first (``dasvit.platform.sweep.main``: local Ray start, MLflow lo
 stopping, no retraining), with one Ray Train worker of all the machine's CPUs per trial; then the same
 (lambda, r) pairs Optuna chose run as plain ``SearchRun``s in this process with as many torch threads. The
 difference is what Ray, Tune, Train and the tracking cost. Wall times include everything the user waits for.
+Each trial logs its parts (``overhead_*_s``: worker-group start with the worker's imports, data loading, model
+build, MLflow logging, checkpointing, reports, genotype sizing, teardown) and each epoch's search time to MLflow;
+this script adds Ray's start, the import time of the trial module in a fresh interpreter, and the floor of Ray
+Train itself (a Tune trial whose TorchTrainer does nothing), and splits the per-trial overhead into those parts.
 
     python benchmarks/ray_overhead.py                 # K = 2 trials of 1.5-2 minutes each on 2 CPU cores
     python benchmarks/ray_overhead.py --epochs 1 --trials 2 --out /tmp/smoke   # smoke size
@@ -15,6 +19,8 @@ import argparse
 import json
 import os
 import platform
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,11 +29,17 @@ import pandas as pd
 import ray
 import torch
 import yaml
+from ray import tune
+from ray.train import RunConfig, ScalingConfig
+from ray.train.torch import TorchTrainer
+from ray.tune.integration.ray_train import TuneReportCallback
 
 from dasvit.config import DataConfig, SearchConfig
 from dasvit.data import load_data
-from dasvit.search import SearchRun
+from dasvit.platform import tracking
+from dasvit.platform.ray_session import connect_ray
 from dasvit.platform.sweep import main as sweep_main
+from dasvit.search import SearchRun
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -60,7 +72,10 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         assert sweep_main(["--config", str(path), "--workdir", workdir, "--name", "overhead", "--address", "local"]) == 0
         sweep_seconds = time.perf_counter() - start
         trials = pd.read_csv(Path(workdir) / "ray_results" / "overhead-results.csv")
+        parts = trial_parts(Path(workdir), list(trials["search_run_id"]))
         ray.shutdown()
+        ray_start_seconds, train_floor_seconds = ray_start_and_train_floor(Path(workdir))
+    import_seconds = fresh_import_seconds("dasvit.platform.trial")
 
     torch.set_num_threads(cpus)
     data = load_data(DataConfig(args.dataset))
@@ -83,12 +98,53 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         "sweep_s": sweep_seconds, "inprocess_s": inprocess_seconds, "ratio": sweep_seconds / inprocess_seconds,
         "overhead_per_trial_s": (sweep_seconds - inprocess_seconds) / args.trials,
         "mean_trial_inprocess_s": inprocess_seconds / args.trials,
+        "ray_start_s": ray_start_seconds, "trial_module_import_s": import_seconds,
+        "empty_train_trial_s": train_floor_seconds,
+        "parts_per_trial_s": parts.mean().to_dict(),
     }
     args.out.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.out / "ray_overhead.csv", index=False)
     (args.out / "ray_overhead.json").write_text(json.dumps({"summary": summary, "trials": rows}, indent=2))
     print(json.dumps(summary, indent=2))
     return table
+
+
+def trial_parts(workdir: Path, run_ids: list[str]) -> pd.DataFrame:
+    """Per trial: its logged ``overhead_*_s`` parts and the seconds its search epochs took inside Ray."""
+    client = tracking.client_for(tracking.default_tracking_uri(workdir))
+    rows = []
+    for run_id in run_ids:
+        metrics = client.get_run(run_id).data.metrics
+        epochs = client.get_metric_history(run_id, "seconds")
+        rows.append({**{k.removeprefix("overhead_").removesuffix("_s"): v for k, v in metrics.items()
+                        if k.startswith("overhead_")}, "search_epochs": sum(m.value for m in epochs)})
+    return pd.DataFrame(rows)
+
+
+def ray_start_and_train_floor(workdir: Path) -> tuple[float, float]:
+    """Seconds to start a local Ray (as the sweep does), and for a Tune trial whose one-worker TorchTrainer only
+    reports once: what Ray Train costs per trial before any of our code runs."""
+    start = time.perf_counter()
+    connect_ray("local")
+    ray_start = time.perf_counter() - start
+
+    def empty_trial(_: dict) -> None:
+        TorchTrainer(lambda: ray.train.report({"done": 1}), scaling_config=ScalingConfig(num_workers=1),
+                     run_config=RunConfig(name="empty-train", storage_path=str(workdir / "floor"),
+                                          callbacks=[TuneReportCallback()])).fit()
+
+    start = time.perf_counter()
+    tune.Tuner(tune.with_resources(empty_trial, {"cpu": 0, "memory": 256 * 2**20}),
+               run_config=tune.RunConfig(name="floor", storage_path=str(workdir / "floor"), verbose=0)).fit()
+    floor = time.perf_counter() - start
+    ray.shutdown()
+    return ray_start, floor
+
+
+def fresh_import_seconds(module: str) -> float:
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", f"import {module}"], check=True)
+    return time.perf_counter() - start
 
 
 if __name__ == "__main__":

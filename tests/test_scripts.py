@@ -81,6 +81,10 @@ def test_ray_overhead_benchmark_smoke(tmp_path):
                "--out", str(tmp_path), cwd=tmp_path)
     summary = json.loads((tmp_path / "ray_overhead.json").read_text())["summary"]
     assert summary["trials"] == 1 and summary["sweep_s"] > 0 and summary["inprocess_s"] > 0
+    parts = summary["parts_per_trial_s"]  # logged by the trial itself, so a new part cannot go unnoticed
+    assert {"worker_group_start", "data_loading", "model_build", "mlflow_logging", "checkpointing", "report",
+            "teardown", "search_epochs"} <= set(parts) and parts["search_epochs"] > 0
+    assert summary["empty_train_trial_s"] > 0 and summary["trial_module_import_s"] > 0
 
 
 def test_vit_b_memory_benchmark_smoke(tmp_path):

@@ -16,6 +16,7 @@ import json
 import os
 import signal
 import tempfile
+import time
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -35,6 +36,7 @@ from dasvit.metrics import count_macs, count_params
 from dasvit.model import build_model
 from dasvit.platform import tracking
 from dasvit.platform.config import trial_search_config
+from dasvit.platform.overhead import Overhead
 from dasvit.search import EpochRecord, SearchRun
 
 STATE_FILE = "search_state.pt"
@@ -81,6 +83,7 @@ class WorkerConfig:
     trial_name: str
     precision: str = "fp32"
     fused: bool = False
+    trial_started_at: float = 0.0  # when the Tune trainable began: the worker group's start-up is measured from it
 
 
 def _maybe_inject_fault(epoch: int) -> None:
@@ -127,15 +130,23 @@ def write_checkpoint(folder: str, run: SearchRun, run_id: str) -> Checkpoint:
 
 def search_worker(config: WorkerConfig) -> None:
     """The Ray Train loop run on every worker: resume or start, search, checkpoint and log after every epoch."""
+    overhead = Overhead()
+    overhead.add("worker_group_start", time.time() - config.trial_started_at)  # with the worker's imports
     torch.set_num_threads(max(1, int(config.cpus_per_worker)))
     rank = ray.train.get_context().get_world_rank()
-    run = SearchRun(config.search, load_data(config.search.data), device=ray.train.torch.get_device(),
-                    fused=config.fused, precision=config.precision)
-    client = tracking.client_for(config.tracking_uri)
-    run_id = restore_checkpoint(run)
+    with overhead.timed("data_loading"):
+        data = load_data(config.search.data)
+    with overhead.timed("model_build"):
+        run = SearchRun(config.search, data, device=ray.train.torch.get_device(), fused=config.fused,
+                        precision=config.precision)
+    with overhead.timed("mlflow_logging"):
+        client = tracking.client_for(config.tracking_uri)
+    with overhead.timed("checkpointing"):
+        run_id = restore_checkpoint(run)
     if rank == 0 and run_id is None:
-        run_id = tracking.trial_run(client, config.experiment_id, config.parent_run_id, config.trial_id,
-                                    config.trial_name, config.search, config.workers)
+        with overhead.timed("mlflow_logging"):
+            run_id = tracking.trial_run(client, config.experiment_id, config.parent_run_id, config.trial_id,
+                                        config.trial_name, config.search, config.workers)
 
     def epoch_metrics(search: SearchRun, record: EpochRecord) -> dict[str, Any]:
         params, macs = genotype_size(search)
@@ -143,13 +154,17 @@ def search_worker(config: WorkerConfig) -> None:
                 "genotype_macs": macs, "mlflow_run_id": run_id or ""}
 
     def on_epoch_end(search: SearchRun, record: EpochRecord) -> None:
-        metrics = epoch_metrics(search, record)
+        with overhead.timed("genotype_size"):
+            metrics = epoch_metrics(search, record)
         with tempfile.TemporaryDirectory() as folder:
             checkpoint = None
             if rank == 0:
-                tracking.log_epoch(client, run_id, search, metrics, record)
-                checkpoint = write_checkpoint(folder, search, run_id)
-            ray.train.report(metrics, checkpoint=checkpoint)
+                with overhead.timed("mlflow_logging"):
+                    tracking.log_epoch(client, run_id, search, metrics, record)
+                with overhead.timed("checkpointing"):
+                    checkpoint = write_checkpoint(folder, search, run_id)
+            with overhead.timed("report"):
+                ray.train.report(metrics, checkpoint=checkpoint)
         if rank == 0:
             _maybe_inject_fault(record.global_epoch)
 
@@ -162,6 +177,7 @@ def search_worker(config: WorkerConfig) -> None:
             client.set_tag(run_id, "error", repr(err)[:5000])
         raise
     if rank == 0:
+        tracking.log_metrics(client, run_id, overhead.metrics(), step=0)
         tracking.end_run(client, run_id, "FINISHED")
 
 
@@ -174,13 +190,14 @@ def scaling_config(setup: TrialSetup) -> ScalingConfig:
 
 def search_trial(tuned: dict[str, Any], *, setup: TrialSetup) -> None:
     """The Tune trainable: runs one ``TorchTrainer`` for the values Optuna proposed (``tuned``)."""
+    started_at = time.time()
     context = tune.get_context()
     trial_id = context.get_trial_id()
     worker = WorkerConfig(
         search=trial_search_config(setup.search, tuned), workers=setup.workers_per_trial,
         cpus_per_worker=setup.cpus_per_worker, tracking_uri=setup.tracking_uri, experiment_id=setup.experiment_id,
         parent_run_id=setup.parent_run_id, trial_id=trial_id, trial_name=context.get_trial_name(),
-        precision=setup.precision, fused=setup.fused,
+        precision=setup.precision, fused=setup.fused, trial_started_at=started_at,
     )
     trainer = TorchTrainer(
         partial(search_worker, worker),
@@ -198,3 +215,14 @@ def search_trial(tuned: dict[str, Any], *, setup: TrialSetup) -> None:
         if run_id is not None:
             tracking.end_run(client, run_id, "FAILED", error=repr(err))
         raise
+    log_teardown(setup, trial_id)
+
+
+def log_teardown(setup: TrialSetup, trial_id: str) -> None:
+    """The worker group's teardown: from the search run's end to ``fit()`` returning in the trainable."""
+    client = tracking.client_for(setup.tracking_uri)
+    run_id = tracking.find_trial_run(client, setup.experiment_id, setup.parent_run_id, trial_id)
+    if run_id is None:
+        return
+    ended_at = (client.get_run(run_id).info.end_time or 0) / 1000
+    tracking.log_metrics(client, run_id, {"overhead_teardown_s": max(0.0, time.time() - ended_at)}, step=0)
