@@ -17,17 +17,13 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import torch
 
-from dasvit.io import atomic_torch_save, atomic_write_text
+from dasvit.io import CheckpointError, atomic_torch_save, atomic_write_text
 
 if TYPE_CHECKING:
     from dasvit.search import SearchRun
 
 CHECKPOINT = "checkpoint.pt"
 GENOTYPE = "genotype.json"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file that cannot be read."""
 
 
 def write_outputs(run: SearchRun, out_dir: Path) -> None:

@@ -12,14 +12,13 @@ from typing import Any, Sequence
 
 import yaml
 
-from dasvit.checkpoint import CheckpointError
 from dasvit.config import ConfigError, DataConfig, RetrainConfig, SearchConfig
-from dasvit.data import DATASETS, DataError, load_data
 from dasvit.genotype import PRESETS, Genotype, GenotypeError, load_genotype
-from dasvit.metrics import count_macs, count_params
-from dasvit.model import build_model
-from dasvit.ops import OpError
-from dasvit.progressive import StageSpec
+from dasvit.io import CheckpointError
+from dasvit.vocabulary import DATASETS, DataError, OpError, StageSpec
+
+# torch and the modules that need it are imported inside the commands, after the arguments are checked, so that a
+# usage error exits in about a second (tests/test_cli.py checks that torch is never imported on that path)
 
 USAGE_ERRORS = (ConfigError, GenotypeError, DataError, OpError, CheckpointError)
 
@@ -85,10 +84,11 @@ def search_config_from_args(args: argparse.Namespace) -> SearchConfig:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    config = search_config_from_args(args)
     from dasvit.checkpoint import CHECKPOINT, GENOTYPE, resume
+    from dasvit.data import load_data
     from dasvit.search import SearchRun
 
-    config = search_config_from_args(args)
     out = Path(args.out)
     if not args.resume and ((out / CHECKPOINT).exists() or (out / GENOTYPE).exists()):
         raise UsageError(f"output folder {str(out)!r} already holds a search: pass --resume or choose another --out")
@@ -103,8 +103,6 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:
-    from dasvit.retrain import retrain
-
     genotype = load_genotype(args.genotype)
     searched_on = genotype.meta.get("dataset")
     base = DataConfig(dataset=searched_on) if searched_on in DATASETS else DataConfig()
@@ -113,6 +111,9 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         **{k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed}.items()
            if v is not None},
     ).validate(genotype.patch_size)
+    from dasvit.data import load_data
+    from dasvit.retrain import retrain
+
     data = load_data(config.data)
     result = retrain(genotype, config, data, out_dir=args.out, device=args.device, progress=not args.quiet)
     print(json.dumps({"dataset": config.data.dataset, **asdict(result)}, indent=2))
@@ -120,6 +121,9 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
 
 def _print_summary(genotype: Genotype, image_size: int, in_chans: int, num_classes: int) -> None:
+    from dasvit.metrics import count_macs, count_params
+    from dasvit.model import build_model
+
     model = build_model(genotype, image_size, in_chans, num_classes)
     params, macs = count_params(model), count_macs(model, image_size, in_chans)
     print(f"embed dim {genotype.embed_dim}, patch {genotype.patch_size}, {len(genotype.blocks)} blocks, "

@@ -1,18 +1,25 @@
 """Run configurations: plain dataclasses, built from dicts (YAML/JSON/CLI) that may not carry unknown keys, and
-validated before anything is written, so bad input fails with a message naming the bad value."""
+validated before anything is written, so bad input fails with a message naming the bad value. Torch-free (see
+``dasvit.vocabulary``), so that validating a config never waits for torch to load."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-from dasvit.data import DATASETS, DEFAULTS
-from dasvit.fairness import validate_lambda
-from dasvit.genotype import HEADS
-from dasvit.ops import parse_op
-from dasvit.progressive import DEFAULT_STAGES, StageSpec, validate_stages
-from dasvit.search_space import DEFAULT_OPS, SearchSpace
-from dasvit.token_selection import validate_keep_ratio
+from dasvit.vocabulary import (
+    DATASETS,
+    DEFAULT_OPS,
+    DEFAULT_STAGES,
+    DEFAULTS,
+    HEADS,
+    SearchSpace,
+    StageSpec,
+    parse_op,
+    validate_keep_ratio,
+    validate_lambda,
+    validate_stages,
+)
 
 
 class ConfigError(ValueError):

@@ -23,32 +23,13 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from torchvision import datasets
 from torchvision.transforms import v2
 
+from dasvit.vocabulary import BUILTIN_DATASETS, DATASETS, DEFAULTS, DataError, DatasetDefaults  # noqa: F401
+
 if TYPE_CHECKING:
     from dasvit.config import DataConfig
 
-BUILTIN_DATASETS = ("digits", "mnist5k")
-DATASETS = BUILTIN_DATASETS + ("cifar10", "cifar100", "imagefolder")
 _HOLDOUT_FRACTION = 0.2
 _IMAGENET_MEAN, _IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-
-
-class DataError(ValueError):
-    """A data set that cannot be found, read or used as asked."""
-
-
-@dataclass(frozen=True)
-class DatasetDefaults:
-    image_size: int
-    patch_size: int
-
-
-DEFAULTS = {
-    "digits": DatasetDefaults(8, 2),
-    "mnist5k": DatasetDefaults(28, 4),
-    "cifar10": DatasetDefaults(32, 4),
-    "cifar100": DatasetDefaults(32, 4),
-    "imagefolder": DatasetDefaults(224, 16),
-}
 
 
 @dataclass

@@ -15,12 +15,7 @@ from __future__ import annotations
 import torch
 
 from dasvit.search_space import masked_softmax
-
-
-def validate_lambda(value: float) -> float:
-    if not isinstance(value, (int, float)) or not value >= 0.0:
-        raise ValueError(f"fairness lambda {value!r} must be >= 0")
-    return float(value)
+from dasvit.vocabulary import validate_lambda  # noqa: F401 - re-exported
 
 
 def skip_excess_penalty(alphas: list[torch.Tensor], masks: list[torch.Tensor], families: list[str]) -> torch.Tensor:

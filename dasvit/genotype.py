@@ -31,11 +31,10 @@ from pathlib import Path
 from typing import Any
 
 from dasvit.io import atomic_write_text
-from dasvit.ops import OpError, parse_op
+from dasvit.vocabulary import HEADS, OpError, parse_op  # noqa: F401 - HEADS: re-exported
 
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)
-HEADS = ("cls", "avg")  # what the classifier reads; the one list that backbone and config check against
 PRESETS = ("vit_ti16", "vit_s16", "vit_b16")
 
 

@@ -7,8 +7,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import torch
-
 
 def _atomic_replace(path: Path, write: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -28,5 +26,11 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     _atomic_replace(Path(path), lambda handle: handle.write(text.encode()))
 
 
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be read."""
+
+
 def atomic_torch_save(path: str | Path, obj: Any) -> None:
+    import torch  # here, not at the top: the torch-free modules write text through this module too
+
     _atomic_replace(Path(path), lambda handle: torch.save(obj, handle))

@@ -17,7 +17,6 @@ Op names (the genotype vocabulary):
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -25,43 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dasvit.vocabulary import OpError, OpSpec, parse_op  # noqa: F401 - OpError, OpSpec: re-exported
+
 NORM_EPS = 1e-6  # every op's pre-norm uses it, so one normalisation per edge input serves all of them
-_OP_PATTERN = re.compile(r"^(?:(none|skip)|(attn)_h(\d+)|(mlp)_r(\d+)|(conv)_k(\d+))$")
-
-
-class OpError(ValueError):
-    """An op name that is not in the vocabulary or does not fit the model width."""
-
-
-@dataclass(frozen=True)
-class OpSpec:
-    """A parsed op name: its family (``none``, ``skip``, ``attn``, ``mlp``, ``conv``) and integer argument."""
-
-    name: str
-    family: str
-    arg: int = 0
-
-
-def parse_op(name: str, dim: int | None = None) -> OpSpec:
-    """Parse and validate an op name; with ``dim`` also check it fits that width (heads divide dim, odd kernel)."""
-    match = _OP_PATTERN.match(name) if isinstance(name, str) else None
-    if match is None:
-        raise OpError(
-            f"unknown op {name!r}: expected none, skip, attn_h<heads>, mlp_r<ratio> or conv_k<odd kernel>"
-        )
-    if match.group(1):
-        return OpSpec(name, match.group(1))
-    family = match.group(2) or match.group(4) or match.group(6)
-    arg = int(match.group(3) or match.group(5) or match.group(7))
-    if arg < 1:
-        raise OpError(f"op {name!r}: its argument must be >= 1")
-    if family == "conv" and arg % 2 == 0:
-        raise OpError(f"op {name!r}: the conv kernel must be odd so the patch grid keeps its size")
-    if family == "attn" and dim is not None and dim % arg != 0:
-        raise OpError(f"op {name!r}: {arg} heads do not divide the embedding dim {dim}")
-    return OpSpec(name, family, arg)
-
-
 @dataclass(frozen=True)
 class TokenContext:
     """Where the tokens an op sees sit on the patch grid.

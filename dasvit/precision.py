@@ -9,13 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-PRECISIONS = ("fp32", "bf16")
+from dasvit.vocabulary import PRECISIONS, validate_precision  # noqa: F401 - re-exported
 
-
-def validate_precision(precision: str) -> str:
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
-    return precision
 
 
 def autocast_forward(model: nn.Module, device: torch.device, precision: str) -> nn.Module:

@@ -10,47 +10,10 @@ among the ops that survived; per-stage alpha and masks are recorded.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from dasvit.search_space import masked_softmax
-
-
-@dataclass(frozen=True)
-class StageSpec:
-    depth: int
-    epochs: int
-    ops: int | None = None  # candidate ops per edge besides 'none'; None keeps all that are left
-
-    def validate(self, index: int) -> None:
-        for name in ("depth", "epochs", "ops"):
-            value = getattr(self, name)
-            if name == "ops" and value is None:
-                continue
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"stage {index}: {name} must be an integer >= 1, got {value!r}")
-
-
-DEFAULT_STAGES = (
-    StageSpec(depth=2, epochs=3),
-    StageSpec(depth=3, epochs=3, ops=4),
-    StageSpec(depth=4, epochs=3, ops=2),
-)
-
-
-def validate_stages(stages: tuple[StageSpec, ...], candidate_ops: int) -> None:
-    """``candidate_ops``: ops of the search space besides 'none'; the first stage must search them all."""
-    if not stages:
-        raise ValueError("the stage schedule is empty")
-    for index, stage in enumerate(stages):
-        stage.validate(index)
-    first = stages[0].ops
-    if first is not None and first < candidate_ops:
-        raise ValueError(
-            f"stage 0: ops={first} but the space has {candidate_ops} candidate ops besides 'none'; "
-            "the first stage searches them all (leave its ops unset)"
-        )
+from dasvit.vocabulary import DEFAULT_STAGES, StageSpec, validate_stages  # noqa: F401 - re-exported
 
 
 def prune_masks(

@@ -14,11 +14,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-
-def validate_keep_ratio(keep_ratio: float) -> float:
-    if not isinstance(keep_ratio, (int, float)) or not 0.0 < keep_ratio <= 1.0:
-        raise ValueError(f"keep ratio {keep_ratio!r} is outside (0, 1]")
-    return float(keep_ratio)
+from dasvit.vocabulary import validate_keep_ratio  # noqa: F401 - re-exported
 
 
 def num_kept(num_patches: int, keep_ratio: float) -> int:

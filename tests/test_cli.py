@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -154,3 +155,35 @@ def test_progress_is_one_plain_line_per_epoch_when_not_a_terminal(tmp_path, caps
     assert main(["retrain", genotype, "--epochs", "2", "--out", str(tmp_path / "r")]) == 0
     err = capsys.readouterr().err
     assert "retrain: epoch 1/2" in err and "retrain: epoch 2/2" in err
+
+
+HEAVY = ("torch", "torchvision", "ray", "mlflow", "optuna")
+NO_HEAVY_IMPORT = """
+import runpy, sys
+sys.argv = sys.argv[1:]
+try:
+    runpy.run_path(sys.argv[0], run_name="__main__") if sys.argv[0].endswith(".py") else runpy.run_module(
+        sys.argv[0], run_name="__main__")
+except SystemExit as exit:
+    code = exit.code
+print("heavy:", ",".join(m for m in {heavy!r} if m in sys.modules), file=sys.stderr)
+sys.exit(code)
+""".format(heavy=HEAVY)
+
+
+@pytest.mark.parametrize("command,needle", [
+    (["dasvit.cli", "--help"], ""),
+    (["dasvit.cli", "search", "--keep-ratio", "1.5"], "keep ratio 1.5 is outside (0, 1]"),
+    (["dasvit.cli", "search", "--ops", "none,attn_q2"], "unknown op 'attn_q2'"),
+    (["dasvit.cli", "show", "nosuch.json"], "nosuch.json"),
+    (["experiments/sweep.py", "--num-trials", "0"], "num_trials must be an integer >= 1, got 0"),
+    (["experiments/sweep.py", "--bogus"], "unrecognized arguments: --bogus"),
+], ids=lambda c: " ".join(c) if isinstance(c, list) else None)
+def test_usage_errors_come_before_torch_ray_mlflow_and_optuna_are_imported(command, needle, tmp_path):
+    """A usage error exits in about a second: none of the heavy libraries is imported on the way (assert on the
+    imports, not on a time; the README gives the measured times)."""
+    done = subprocess.run([sys.executable, "-c", NO_HEAVY_IMPORT, *command], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1], timeout=120)
+    assert done.returncode == (0 if command[-1] == "--help" else 2), done.stderr[-2000:]
+    assert needle in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == "heavy:", done.stderr[-2000:]

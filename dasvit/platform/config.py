@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from dasvit.config import ConfigError, DataConfig, SearchConfig
-from dasvit.precision import validate_precision
+from dasvit.vocabulary import validate_precision
 
 TUNABLE = {"fairness_lambda", "keep_ratio", "alpha_lr", "w_lr", "embed_dim", "batch_size"}
 OBJECTIVES2 = ("params", "macs")

@@ -163,6 +163,9 @@ def search_worker(config: WorkerConfig) -> None:
                     tracking.log_epoch(client, run_id, search, metrics, record)
                 with overhead.timed("checkpointing"):
                     checkpoint = write_checkpoint(folder, search, run_id)
+                if search.finished:  # before the last report: on it ASHA stops the trial (max_t) without warning
+                    tracking.log_metrics(client, run_id, overhead.metrics(), step=0)
+                    tracking.end_run(client, run_id, "FINISHED")
             with overhead.timed("report"):
                 ray.train.report(metrics, checkpoint=checkpoint)
         if rank == 0:
@@ -170,15 +173,14 @@ def search_worker(config: WorkerConfig) -> None:
 
     try:
         if run.finished:  # restored after its last epoch (the sweep died before Tune saw it): report that again
+            if rank == 0:
+                tracking.end_run(client, run_id, "FINISHED")
             ray.train.report(epoch_metrics(run, run.history[-1]))
         run.run(on_epoch_end=on_epoch_end)
     except BaseException as err:
         if rank == 0 and run_id is not None:
             client.set_tag(run_id, "error", repr(err)[:5000])
         raise
-    if rank == 0:
-        tracking.log_metrics(client, run_id, overhead.metrics(), step=0)
-        tracking.end_run(client, run_id, "FINISHED")
 
 
 def scaling_config(setup: TrialSetup) -> ScalingConfig:

@@ -1,0 +1,240 @@
+"""Running a sweep: Ray Tune + Optuna (seeded TPE) over the fairness lambda and the keep ratio r, ASHA early
+stopping, each trial a Ray Train search run, everything tracked in MLflow, then the top-k genotypes retrained in
+parallel. ``dasvit.platform.sweep`` parses and validates the command line first and imports this module only then.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import optuna
+import pandas as pd
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search.optuna import OptunaSearch
+
+from dasvit.config import ConfigError
+from dasvit.data import DataError, load_data
+from dasvit.io import atomic_write_text
+from dasvit.platform import sweep_state, tracking
+from dasvit.platform.config import SweepConfig
+from dasvit.platform.interrupt import Interrupt
+from dasvit.platform.ray_session import connect_ray
+from dasvit.platform.retrain_jobs import retrain_top, top_search_runs
+from dasvit.platform.sweep_state import SweepState, optuna_path
+from dasvit.platform.trial import TrialSetup, search_trial
+
+OBJECTIVE2_METRIC = {"params": "genotype_params", "macs": "genotype_macs"}
+
+
+def param_space(config: SweepConfig) -> dict[str, Any]:
+    """Optuna's space: ints uniform over integers, learning rates log-uniform, the rest uniform."""
+    space = {}
+    for name, bounds in config.tune.items():
+        low, high = bounds["low"], bounds["high"]
+        if name in ("embed_dim", "batch_size"):
+            space[name] = tune.randint(int(low), int(high) + 1)
+        elif name.endswith("lr"):
+            space[name] = tune.loguniform(low, high)
+        else:
+            space[name] = tune.uniform(low, high)
+    return space
+
+
+def make_tuner(config: SweepConfig, name: str, storage_path: str, study_path: Path, setup: TrialSetup) -> tune.Tuner:
+    metrics, modes = [config.metric], ["max"]
+    if config.objective2:
+        metrics.append(OBJECTIVE2_METRIC[config.objective2])
+        modes.append("min")
+    study_storage = optuna.storages.RDBStorage(f"sqlite:///{study_path}")
+    searcher = OptunaSearch(
+        metric=metrics if len(metrics) > 1 else metrics[0], mode=modes if len(modes) > 1 else modes[0],
+        sampler=optuna.samplers.TPESampler(seed=config.seed), study_name=name, storage=study_storage,
+    )
+    return tune.Tuner(
+        trainable(setup),
+        param_space=param_space(config),
+        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=make_scheduler(config), num_samples=config.num_trials,
+                                    max_concurrent_trials=config.max_concurrent_trials),
+        run_config=tune.RunConfig(name=name, storage_path=storage_path, verbose=1),
+    )
+
+
+def make_scheduler(config: SweepConfig) -> ASHAScheduler:
+    # Rungs by the trial's own epoch count: Tune's training_iteration restarts at 1 after a restore, so a restored
+    # trial would be compared with the others at the wrong rung.
+    return ASHAScheduler(
+        time_attr="epochs_done", metric=config.metric, mode="max", max_t=config.total_epochs,
+        grace_period=config.asha.grace_period, reduction_factor=config.asha.reduction_factor, stop_last_trials=False,
+    )
+
+
+def trainable(setup: TrialSetup) -> Any:
+    # The trial driver holds no CPU: its Train workers do. With a CPU it deadlocks a 2-core machine.
+    return tune.with_resources(tune.with_parameters(search_trial, setup=setup), {"cpu": 0, "memory": 256 * 2**20})
+
+
+def genotype_id(run_id: str, client: Any) -> str:
+    try:
+        genotype = tracking.load_genotype_artifact(client, run_id)
+    except ConfigError:
+        return ""
+    return hashlib.sha1(json.dumps(genotype["blocks"], sort_keys=True).encode()).hexdigest()[:10]
+
+
+def results_table(results: tune.ResultGrid, client: Any, tuned: list[str], total_epochs: int) -> pd.DataFrame:
+    """One row per trial: the values Optuna chose, the last reported metrics, and how the trial ended."""
+    rows = []
+    for result in results:
+        metrics = result.metrics or {}
+        run_id = metrics.get("mlflow_run_id", "")
+        epochs = int(metrics.get("epochs_done", 0))  # not Tune's training_iteration: it restarts at 1 after a restore
+        status = "error" if result.error else ("finished" if epochs >= total_epochs else "early_stopped")
+        rows.append({
+            "trial_id": metrics.get("trial_id", ""), **{name: result.config.get(name) for name in tuned},
+            "val_acc": metrics.get("val_acc"), "params": metrics.get("genotype_params"),
+            "macs": metrics.get("genotype_macs"), "epochs": epochs,
+            "genotype_id": genotype_id(run_id, client) if run_id else "",
+            "status": status, "search_run_id": run_id,
+        })
+    return pd.DataFrame(rows)
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """Everything checked before Ray starts, so that bad input exits 2 having written nothing but the store."""
+
+    config: SweepConfig
+    client: Any
+    experiment_id: str
+    tracking_uri: str
+    workdir: Path
+    storage_path: str
+    state_dir: Path  # the sweep's state file and Optuna study: always on local disk
+    name: str
+    resumed: SweepState | None
+
+
+def plan_sweep(args: argparse.Namespace, config: SweepConfig) -> SweepPlan:
+    workdir = Path(args.workdir).resolve()
+    load_data(config.data)  # fail here, not in each trial
+    tracking_uri = tracking.resolve_uri(args.tracking_uri, workdir)
+    if tracking_uri == tracking.default_tracking_uri(workdir):
+        workdir.mkdir(parents=True, exist_ok=True)
+    with tracking.store_lock(tracking_uri):  # sweeps started together in a fresh folder share its creation
+        tracking.check_reachable(tracking_uri)
+        client = tracking.client_for(tracking_uri)
+        experiment_id = tracking.ensure_experiment(
+            client, config.experiment, workdir / "mlartifacts" if tracking_uri.startswith("sqlite") else None)
+    storage_path = args.storage_path or str(workdir / "ray_results")
+    state_dir = Path(storage_path) if "://" not in storage_path else workdir
+    resumed = sweep_state.find_resumable(state_dir, args.resume, client) if args.resume else None
+    name = resumed.name if resumed else sweep_state.claim_name(
+        state_dir, args.name, f"{config.experiment}-{time.strftime('%Y%m%d-%H%M%S')}")
+    return SweepPlan(config, client, experiment_id, tracking_uri, workdir, storage_path, state_dir, name, resumed)
+
+
+def run(args: argparse.Namespace, config: SweepConfig, argv: Sequence[str] | None) -> int:
+    """Check what needs the data, the store and the sweep state (exit 2 when bad), then start Ray and sweep."""
+    try:
+        plan = plan_sweep(args, config)
+    except (ConfigError, DataError) as err:
+        print(f"sweep.py: error: {err}", file=sys.stderr)
+        return 2
+    dashboard = connect_ray(args.address)
+    print(f"Ray dashboard: {dashboard}\nMLflow: mlflow ui --backend-store-uri {plan.tracking_uri} --host 127.0.0.1")
+    with Interrupt() as interrupt:  # after ray.init, whose own SIGTERM handler would otherwise kill the driver
+        return run_sweep(plan, argv, interrupt)
+
+
+def run_sweep(plan: SweepPlan, argv: Sequence[str] | None, interrupt: Interrupt) -> int:
+    """Tune phase, then retraining, then the results table; stops early (exit 130/143) on an interrupt."""
+    config, client = plan.config, plan.client
+    parent_run_id, tuner = resume_or_start(plan)
+    start = time.perf_counter()
+    results = tuner.fit() if interrupt.signum is None else None
+    if interrupt.signum is not None:
+        return stop_interrupted(interrupt, plan, parent_run_id, argv)
+    tuned = list(config.tune)
+    table = results_table(results, client, tuned, config.total_epochs)
+    tracking.close_dangling_runs(
+        client, plan.experiment_id, parent_run_id,
+        {row.trial_id: "FAILED" for row in table.itertuples() if row.status == "error"},
+    )
+    if config.retrain.top_k > 0:
+        candidates = top_search_runs(plan.tracking_uri, plan.experiment_id, config.retrain.top_k, parent_run_id)
+        retrained = retrain_top(candidates, tracking_uri=plan.tracking_uri, experiment_id=plan.experiment_id,
+                                data=config.data, epochs=config.retrain.epochs, seed=config.seed,
+                                cpus=config.retrain.cpus, gpus=config.retrain.gpus, parent_run_id=parent_run_id,
+                                precision=config.precision, stop=lambda: interrupt.signum is not None)
+        if interrupt.signum is not None:
+            return stop_interrupted(interrupt, plan, parent_run_id, argv)
+        table = table.merge(retrained[["search_run_id", "test_acc", "retrain_run_id"]], on="search_run_id", how="left")
+    table = table.sort_values("val_acc", ascending=False, na_position="last")
+    csv_folder = Path(plan.storage_path) if "://" not in plan.storage_path else plan.workdir
+    csv_path = csv_folder / f"{plan.name}-results.csv"
+    atomic_write_text(csv_path, table.to_csv(index=False))
+    client.log_artifact(parent_run_id, str(csv_path))
+    tracking.log_metrics(client, parent_run_id, {"sweep_seconds": time.perf_counter() - start,
+                                                  "best_val_acc": float(table["val_acc"].max())}, step=0)
+    failed = int((table["status"] == "error").sum())
+    tracking.end_run(client, parent_run_id, "FINISHED")
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(table.drop(columns=["search_run_id", "retrain_run_id"], errors="ignore").to_string(index=False))
+    print(f"results: {csv_path}" + (f"\n{failed} trial(s) failed: see their MLflow runs (status FAILED)" if failed else ""))
+    print(f"next: mlflow ui --backend-store-uri {plan.tracking_uri} --host 127.0.0.1, experiment "
+          f"{config.experiment!r}, sweep run {parent_run_id} (search_run_id / retrain_run_id columns of the CSV name "
+          "each trial's runs)")
+    return 0
+
+
+def stop_interrupted(interrupt: Interrupt, plan: SweepPlan, parent_run_id: str, argv: Sequence[str] | None) -> int:
+    """After Ctrl-C / SIGTERM: every run still RUNNING ends KILLED with ``status=interrupted``, the sweep's own run
+    too, and the console says how to go on. Exit 130 (SIGINT) or 143 (SIGTERM)."""
+    tracking.close_dangling_runs(plan.client, plan.experiment_id, parent_run_id, {}, killed_status="interrupted")
+    tracking.end_run(plan.client, parent_run_id, "KILLED")
+    plan.client.set_tag(parent_run_id, "status", "interrupted")
+    kept = " ".join(_without_name_flags(list(argv if argv is not None else sys.argv[1:])))
+    print(f"sweep {plan.name} interrupted by {interrupt.name}: nothing more was started or retrained.\n"
+          f"resume it with: python experiments/sweep.py {kept + ' ' if kept else ''}--resume {plan.name}", flush=True)
+    return interrupt.exit_code
+
+
+def _without_name_flags(flags: list[str]) -> list[str]:
+    """The command-line flags less ``--name X`` and ``--resume [X]``, to print the resume command."""
+    kept, k = [], 0
+    while k < len(flags):
+        if flags[k] in ("--name", "--resume"):
+            k += 2 if k + 1 < len(flags) and not flags[k + 1].startswith("--") else 1
+            continue
+        kept.append(flags[k])
+        k += 1
+    return kept
+
+
+def resume_or_start(plan: SweepPlan) -> tuple[str, tune.Tuner]:
+    """The sweep's MLflow parent run and tuner: restored from storage when resuming, else new."""
+    config, client, name, resumed = plan.config, plan.client, plan.name, plan.resumed
+    if resumed is not None:
+        client.update_run(resumed.parent_run_id, status="RUNNING")
+        tuner = tune.Tuner.restore(f"{plan.storage_path.rstrip('/')}/{name}", resume_unfinished=True, resume_errored=False,
+                                   trainable=trainable(TrialSetup.from_dict(resumed.setup)))
+        print(f"resuming sweep {name}")
+        return resumed.parent_run_id, tuner
+    parent_run_id = tracking.start_run(client, plan.experiment_id, name, "sweep", tags={"dataset": config.data.dataset})
+    tracking.log_params(client, parent_run_id, tracking.flatten("", config.to_dict()))
+    setup = TrialSetup(
+        search=config.base_search(), workers_per_trial=config.workers_per_trial,
+        cpus_per_worker=config.cpus_per_worker, gpus_per_worker=config.gpus_per_worker, tracking_uri=plan.tracking_uri,
+        experiment_id=plan.experiment_id, parent_run_id=parent_run_id, storage_path=plan.storage_path,
+        max_failures=config.max_failures, precision=config.precision, fused=config.fused,
+    )
+    sweep_state.write_state(plan.state_dir, SweepState(name, parent_run_id, setup.to_dict()))
+    return parent_run_id, make_tuner(config, name, plan.storage_path, optuna_path(plan.state_dir, name), setup)

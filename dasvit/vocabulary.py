@@ -1,0 +1,182 @@
+"""The names and limits a configuration may use, checkable without torch.
+
+Everything here is plain Python, so that ``dasvit`` and ``experiments/sweep.py`` can parse and validate their
+arguments, configs and genotype files (and exit 2 on a bad value) in about a second, before torch, Ray, MLflow or
+Optuna are imported. The modules that build networks import these names from here.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
+# --- candidate ops (see dasvit.ops for what each one computes) -------------------------------------------------
+
+DEFAULT_OPS = ("none", "skip", "attn_h2", "attn_h4", "mlp_r2", "mlp_r4", "conv_k3")
+_OP_PATTERN = re.compile(r"^(?:(none|skip)|(attn)_h(\d+)|(mlp)_r(\d+)|(conv)_k(\d+))$")
+
+
+class OpError(ValueError):
+    """An op name that is not in the vocabulary or does not fit the model width."""
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """A parsed op name: its family (``none``, ``skip``, ``attn``, ``mlp``, ``conv``) and integer argument."""
+
+    name: str
+    family: str
+    arg: int = 0
+
+
+def parse_op(name: str, dim: int | None = None) -> OpSpec:
+    """Parse and validate an op name; with ``dim`` also check it fits that width (heads divide dim, odd kernel)."""
+    match = _OP_PATTERN.match(name) if isinstance(name, str) else None
+    if match is None:
+        raise OpError(
+            f"unknown op {name!r}: expected none, skip, attn_h<heads>, mlp_r<ratio> or conv_k<odd kernel>"
+        )
+    if match.group(1):
+        return OpSpec(name, match.group(1))
+    family = match.group(2) or match.group(4) or match.group(6)
+    arg = int(match.group(3) or match.group(5) or match.group(7))
+    if arg < 1:
+        raise OpError(f"op {name!r}: its argument must be >= 1")
+    if family == "conv" and arg % 2 == 0:
+        raise OpError(f"op {name!r}: the conv kernel must be odd so the patch grid keeps its size")
+    if family == "attn" and dim is not None and dim % arg != 0:
+        raise OpError(f"op {name!r}: {arg} heads do not divide the embedding dim {dim}")
+    return OpSpec(name, family, arg)
+
+
+# --- the block DAG ---------------------------------------------------------------------------------------------
+
+def dag_edges(nodes: int) -> list[tuple[int, int]]:
+    """The edges of a block with ``nodes`` intermediate nodes, in the order alpha rows use: by target, then source."""
+    return [(i, j) for j in range(1, nodes + 1) for i in range(j)]
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """Candidate ops (by name), intermediate nodes per block, and how many inputs a discrete node keeps."""
+
+    ops: tuple[str, ...] = DEFAULT_OPS
+    nodes: int = 2
+    edges_per_node: int = 1
+
+    def validate(self, embed_dim: int) -> None:
+        if not self.ops:
+            raise OpError("the op set is empty")
+        if len(set(self.ops)) != len(self.ops):
+            raise OpError(f"the op set {list(self.ops)} names an op twice")
+        specs = [parse_op(name, embed_dim) for name in self.ops]
+        if all(spec.family == "none" for spec in specs):
+            raise OpError(f"the op set {list(self.ops)} has no op other than 'none': it cannot express a network")
+        if self.nodes < 1:
+            raise OpError(f"nodes per block must be >= 1, got {self.nodes}")
+        if self.edges_per_node < 1:
+            raise OpError(f"edges per node must be >= 1, got {self.edges_per_node}")
+
+    @property
+    def num_edges(self) -> int:
+        return len(dag_edges(self.nodes))
+
+    @property
+    def families(self) -> list[str]:
+        return [parse_op(name).family for name in self.ops]
+
+    def full_mask(self) -> torch.Tensor:
+        import torch  # here, not at the top: validating a config must not load torch
+
+        return torch.ones(self.num_edges, len(self.ops), dtype=torch.bool)
+
+
+# --- progressive stages ----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class StageSpec:
+    depth: int
+    epochs: int
+    ops: int | None = None  # candidate ops per edge besides 'none'; None keeps all that are left
+
+    def validate(self, index: int) -> None:
+        for name in ("depth", "epochs", "ops"):
+            value = getattr(self, name)
+            if name == "ops" and value is None:
+                continue
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"stage {index}: {name} must be an integer >= 1, got {value!r}")
+
+
+DEFAULT_STAGES = (
+    StageSpec(depth=2, epochs=3),
+    StageSpec(depth=3, epochs=3, ops=4),
+    StageSpec(depth=4, epochs=3, ops=2),
+)
+
+
+def validate_stages(stages: tuple[StageSpec, ...], candidate_ops: int) -> None:
+    """``candidate_ops``: ops of the search space besides 'none'; the first stage must search them all."""
+    if not stages:
+        raise ValueError("the stage schedule is empty")
+    for index, stage in enumerate(stages):
+        stage.validate(index)
+    first = stages[0].ops
+    if first is not None and first < candidate_ops:
+        raise ValueError(
+            f"stage 0: ops={first} but the space has {candidate_ops} candidate ops besides 'none'; "
+            "the first stage searches them all (leave its ops unset)"
+        )
+
+
+# --- search knobs, heads, precision ----------------------------------------------------------------------------
+
+HEADS = ("cls", "avg")  # what the classifier reads; the one list that backbone and config check against
+PRECISIONS = ("fp32", "bf16")
+
+
+def validate_keep_ratio(keep_ratio: float) -> float:
+    if not isinstance(keep_ratio, (int, float)) or not 0.0 < keep_ratio <= 1.0:
+        raise ValueError(f"keep ratio {keep_ratio!r} is outside (0, 1]")
+    return float(keep_ratio)
+
+
+def validate_lambda(value: float) -> float:
+    if not isinstance(value, (int, float)) or not value >= 0.0:
+        raise ValueError(f"fairness lambda {value!r} must be >= 0")
+    return float(value)
+
+
+def validate_precision(precision: str) -> str:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+    return precision
+
+
+# --- data sets -------------------------------------------------------------------------------------------------
+
+class DataError(ValueError):
+    """A data set that cannot be found, read or used as asked."""
+
+
+BUILTIN_DATASETS = ("digits", "mnist5k")
+DATASETS = BUILTIN_DATASETS + ("cifar10", "cifar100", "imagefolder")
+
+
+@dataclass(frozen=True)
+class DatasetDefaults:
+    image_size: int
+    patch_size: int
+
+
+DEFAULTS = {
+    "digits": DatasetDefaults(8, 2),
+    "mnist5k": DatasetDefaults(28, 4),
+    "cifar10": DatasetDefaults(32, 4),
+    "cifar100": DatasetDefaults(32, 4),
+    "imagefolder": DatasetDefaults(224, 16),
+}
