@@ -155,6 +155,7 @@ def test_sigterm_stops_the_sweep_like_ctrl_c(tmp_path):
     _, client, done = interrupt_sweep(tmp_path, "terminated", signal.SIGTERM)
     assert done.returncode == 143, done.stdout[-3000:]
     assert "--resume terminated" in done.stdout and "SIGTERM received at time" not in done.stdout
+    assert "\x1b[" not in done.stdout  # not a terminal: no colour codes (Ray's own dashboard line had them)
     assert_cleanly_interrupted(client, "terminated")
 
 

@@ -19,7 +19,7 @@ from dasvit.data import load_data
 from dasvit.search import SearchRun
 from dasvit.platform import tracking
 from dasvit.platform.config import SweepConfig
-from dasvit.platform.ray_session import RAY_ENV
+from dasvit.platform.ray_session import RAY_ENV, release_leftover_placement_groups
 from dasvit.platform.retrain_jobs import top_search_runs
 from dasvit.platform.sweep import main
 
@@ -240,3 +240,16 @@ def test_retraining_prefers_finished_searches_over_early_stopped_ones(tmp_path):
         tracking.end_run(client, runs[name], status)
     assert list(top_search_runs(uri, experiment_id, 2, parent)["trial_id"]) == ["finished-a", "finished-b"]
     assert list(top_search_runs(uri, experiment_id, 5, parent)["trial_id"]) == ["finished-a", "finished-b", "stopped"]
+
+
+def test_leftover_placement_groups_of_this_job_are_released(ray_session):
+    """A placement group that outlived its trial (an ASHA-stopped trial's worker group, seen holding the CPUs that
+    the retraining tasks then waited for) is removed once no trial runs; the count says how many."""
+    from ray.util.placement_group import placement_group
+
+    group = placement_group([{"CPU": 1}])
+    ray.get(group.ready(), timeout=60)
+    assert release_leftover_placement_groups() >= 1
+    states = {pg_id: info["state"] for pg_id, info in ray.util.placement_group_table().items()}
+    assert states[group.id.hex()] == "REMOVED"
+    assert release_leftover_placement_groups() == 0

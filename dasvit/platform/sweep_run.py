@@ -26,7 +26,7 @@ from dasvit.io import atomic_write_text
 from dasvit.platform import sweep_state, tracking
 from dasvit.platform.config import SweepConfig
 from dasvit.platform.interrupt import Interrupt
-from dasvit.platform.ray_session import connect_ray
+from dasvit.platform.ray_session import connect_ray, release_leftover_placement_groups
 from dasvit.platform.retrain_jobs import retrain_top, top_search_runs
 from dasvit.platform.sweep_state import SweepState, optuna_path
 from dasvit.platform.trial import TrialSetup, search_trial
@@ -169,6 +169,9 @@ def run_sweep(plan: SweepPlan, argv: Sequence[str] | None, interrupt: Interrupt)
         {row.trial_id: "FAILED" for row in table.itertuples() if row.status == "error"},
     )
     if config.retrain.top_k > 0:
+        released = release_leftover_placement_groups()  # else a stopped trial's CPUs can starve the retraining
+        if released:
+            print(f"released {released} placement group(s) left by stopped trials")
         candidates = top_search_runs(plan.tracking_uri, plan.experiment_id, config.retrain.top_k, parent_run_id)
         retrained = retrain_top(candidates, tracking_uri=plan.tracking_uri, experiment_id=plan.experiment_id,
                                 data=config.data, epochs=config.retrain.epochs, seed=config.seed,
