@@ -253,3 +253,22 @@ def test_leftover_placement_groups_of_this_job_are_released(ray_session):
     states = {pg_id: info["state"] for pg_id, info in ray.util.placement_group_table().items()}
     assert states[group.id.hex()] == "REMOVED"
     assert release_leftover_placement_groups() == 0
+
+
+def test_a_stopped_trial_that_logged_its_last_epoch_ends_finished(tmp_path):
+    """ASHA's stop reaches a trial asynchronously: one that still logged its last epoch is a complete search
+    (FINISHED); one stopped midway is KILLED with status=early_stopped, ending at its last report."""
+    client = tracking.client_for(tracking.default_tracking_uri(tmp_path))
+    experiment_id = tracking.ensure_experiment(client, "race", tmp_path / "artifacts")
+    parent = tracking.start_run(client, experiment_id, "sweep", "sweep")
+    runs = {}
+    for name, epochs in (("raced", 2), ("stopped", 1)):
+        runs[name] = tracking.start_run(client, experiment_id, name, "search", tags={"trial_id": name},
+                                        parent_run_id=parent)
+        for epoch in range(epochs):
+            tracking.log_metrics(client, runs[name], {"val_acc": 0.5}, step=epoch)
+    tracking.close_dangling_runs(client, experiment_id, parent, {}, total_epochs=2)
+    raced, stopped = (client.get_run(runs[name]) for name in ("raced", "stopped"))
+    assert raced.info.status == "FINISHED" and raced.data.tags["status"] == "finished"
+    assert stopped.info.status == "KILLED" and stopped.data.tags["status"] == "early_stopped"
+    assert stopped.info.end_time == tracking.last_report_ms(client, runs["stopped"])

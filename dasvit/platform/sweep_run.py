@@ -95,7 +95,9 @@ def results_table(results: tune.ResultGrid, client: Any, tuned: list[str], total
     for result in results:
         metrics = result.metrics or {}
         run_id = metrics.get("mlflow_run_id", "")
-        epochs = int(metrics.get("epochs_done", 0))  # not Tune's training_iteration: it restarts at 1 after a restore
+        # not Tune's training_iteration (it restarts at 1 after a restore); MLflow's count where the trial logged
+        # epochs after the report that ASHA stopped it on (the stop reaches it asynchronously)
+        epochs = max(int(metrics.get("epochs_done", 0)), tracking.logged_epochs(client, run_id) if run_id else 0)
         status = "error" if result.error else ("finished" if epochs >= total_epochs else "early_stopped")
         rows.append({
             "trial_id": metrics.get("trial_id", ""), **{name: result.config.get(name) for name in tuned},
@@ -166,7 +168,7 @@ def run_sweep(plan: SweepPlan, argv: Sequence[str] | None, interrupt: Interrupt)
     table = results_table(results, client, tuned, config.total_epochs)
     tracking.close_dangling_runs(
         client, plan.experiment_id, parent_run_id,
-        {row.trial_id: "FAILED" for row in table.itertuples() if row.status == "error"},
+        {row.trial_id: "FAILED" for row in table.itertuples() if row.status == "error"}, total_epochs=config.total_epochs,
     )
     if config.retrain.top_k > 0:
         released = release_leftover_placement_groups()  # else a stopped trial's CPUs can starve the retraining

@@ -186,21 +186,32 @@ def find_trial_run(client: MlflowClient, experiment_id: str, parent_run_id: str,
     return None
 
 
+def logged_epochs(client: MlflowClient, run_id: str) -> int:
+    """Epochs a search run logged (distinct steps: a restarted worker group may log an epoch twice)."""
+    return len({m.step for m in client.get_metric_history(run_id, "val_acc")})
+
+
 def close_dangling_runs(client: MlflowClient, experiment_id: str, parent_run_id: str,
-                        outcome_by_trial: dict[str, str], killed_status: str = "early_stopped") -> None:
+                        outcome_by_trial: dict[str, str], killed_status: str = "early_stopped",
+                        total_epochs: int | None = None) -> None:
     """End every child run still RUNNING: ASHA-stopped (or, with ``killed_status="interrupted"``, interrupted)
     trials as KILLED, at the time of their last report, errored ones as FAILED.
 
-    A trial stopped early has its Ray processes killed, so its run cannot end itself.
+    A trial stopped early has its Ray processes killed, so its run cannot end itself. ASHA's stop reaches the
+    trial asynchronously, so a trial may still log epochs after the report ASHA stopped it on: one that logged all
+    ``total_epochs`` is a complete search and ends FINISHED.
     """
     for run in child_runs(client, experiment_id, parent_run_id):
         if run.info.status != RunStatus.to_string(RunStatus.RUNNING):
             continue
+        run_id = run.info.run_id
         outcome = outcome_by_trial.get(run.data.tags.get("trial_id", ""), "KILLED")
-        end_run(client, run.info.run_id, outcome, error="the trial errored" if outcome == "FAILED" else None,
-                end_time_ms=last_report_ms(client, run.info.run_id) if outcome == "KILLED" else None)
+        if outcome == "KILLED" and total_epochs is not None and logged_epochs(client, run_id) >= total_epochs:
+            outcome = "FINISHED"
+        end_run(client, run_id, outcome, error="the trial errored" if outcome == "FAILED" else None,
+                end_time_ms=last_report_ms(client, run_id) if outcome != "FAILED" else None)
         if outcome == "KILLED":
-            client.set_tag(run.info.run_id, "status", killed_status)
+            client.set_tag(run_id, "status", killed_status)
 
 
 def finished_retrains(client: MlflowClient, experiment_id: str, parent_run_id: str | None) -> dict[str, dict[str, Any]]:
