@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import matplotlib
@@ -113,11 +114,14 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, default=2)
     parser.add_argument("--dataset", default="mnist5k")
+    parser.add_argument("--epochs", type=int, help="epochs of every stage (default: the search's own)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # as in the README's genotype comparison
     data = load_data(DataConfig(args.dataset))
     config = SearchConfig(data=DataConfig(args.dataset), seed=args.seed)
+    if args.epochs is not None:
+        config = config.with_overrides(stages=tuple(replace(stage, epochs=args.epochs) for stage in config.stages))
     pairs = {}
     for keep_ratio in (config.keep_ratio, 1.0):
         at_r = config.with_overrides(keep_ratio=keep_ratio)

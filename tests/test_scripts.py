@@ -76,6 +76,18 @@ def test_scaling_benchmark_smoke(tmp_path):
     assert list(table["workers"]) == [1, 1, 1, 2] and (table["images_per_s"] > 0).all()
 
 
+def test_fused_divergence_smoke(tmp_path):
+    run_script("experiments/fused_divergence.py", "--dataset", "digits", "--epochs", "1", "--seed", "0",
+               "--out", str(tmp_path), cwd=tmp_path)
+    report = json.loads((tmp_path / "fused_divergence_seed0.json").read_text())
+    pairs = report["summary"]
+    assert set(pairs) == {f"r={r}: {pair}" for r in ("0.5", "1") for pair in ("eager vs fused",
+                                                                             "eager vs eager nudged 1 ulp")}
+    assert all(p["first_step_alpha_rel_diff"] < 1e-5 for p in pairs.values())  # rounding level after one step
+    for search in report["whole_search"].values():
+        assert len(search["epochs"]) == 3 and len(search["genotype_ids"]) == 2
+
+
 def test_ray_overhead_benchmark_smoke(tmp_path):
     run_script("benchmarks/ray_overhead.py", "--dataset", "digits", "--epochs", "1", "--trials", "1",
                "--out", str(tmp_path), cwd=tmp_path)
