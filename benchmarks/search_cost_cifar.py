@@ -22,13 +22,13 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from synthetic import synthetic_data
+from token_selection import device_name, sync
 
 from dasvit.config import DataConfig, SearchConfig
 from dasvit.data import make_loader
-from dasvit.progressive import StageSpec
 from dasvit.search import SearchRun
-from synthetic import synthetic_data
-from token_selection import device_name, sync
+from dasvit.vocabulary import StageSpec
 
 RESULTS = Path(__file__).parent / "results"
 COSTLIEST = ("attn_h4", "mlp_r4", "mlp_r2", "conv_k3")  # kept by stages that prune to 4 and 2 ops

@@ -20,8 +20,9 @@ import torch
 import torch.nn.functional as F
 
 from dasvit.distributed import average_gradients_
-from dasvit.fairness import skip_excess_penalty, validate_lambda
+from dasvit.fairness import skip_excess_penalty
 from dasvit.supernet import Supernet
+from dasvit.vocabulary import validate_lambda
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dasvit.genotype import HEADS
 from dasvit.ops import grid_size
+from dasvit.vocabulary import HEADS
 
 
 class ViTStem(nn.Module):

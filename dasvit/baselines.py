@@ -11,7 +11,7 @@ from torch import nn
 
 from dasvit.discretise import discretise
 from dasvit.genotype import BlockGenotype, Edge, Genotype, InputSpec
-from dasvit.search_space import SearchSpace
+from dasvit.vocabulary import SearchSpace
 
 
 def hand_vit(depth: int, embed_dim: int, patch_size: int, input_spec: InputSpec, heads: int = 4,

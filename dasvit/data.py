@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from torchvision import datasets
 from torchvision.transforms import v2
 
-from dasvit.vocabulary import BUILTIN_DATASETS, DATASETS, DEFAULTS, DataError, DatasetDefaults  # noqa: F401
+from dasvit.vocabulary import DATASETS, DEFAULTS, DataError
 
 if TYPE_CHECKING:
     from dasvit.config import DataConfig

@@ -15,8 +15,8 @@ from typing import Any
 import torch
 
 from dasvit.genotype import BlockGenotype, Edge, Genotype, InputSpec
-from dasvit.ops import parse_op
-from dasvit.search_space import SearchSpace, dag_edges, masked_softmax
+from dasvit.search_space import masked_softmax
+from dasvit.vocabulary import SearchSpace, dag_edges, parse_op
 
 _UNUSABLE = -1.0  # the weight given to pruned ops (and to ``none`` when choosing), below any softmax weight
 

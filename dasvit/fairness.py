@@ -15,7 +15,6 @@ from __future__ import annotations
 import torch
 
 from dasvit.search_space import masked_softmax
-from dasvit.vocabulary import validate_lambda  # noqa: F401 - re-exported
 
 
 def skip_excess_penalty(alphas: list[torch.Tensor], masks: list[torch.Tensor], families: list[str]) -> torch.Tensor:

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from dasvit.io import atomic_write_text
-from dasvit.vocabulary import HEADS, OpError, parse_op  # noqa: F401 - HEADS: re-exported
+from dasvit.vocabulary import HEADS, OpError, parse_op
 
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dasvit.vocabulary import OpError, OpSpec, parse_op  # noqa: F401 - OpError, OpSpec: re-exported
+from dasvit.vocabulary import parse_op
 
 NORM_EPS = 1e-6  # every op's pre-norm uses it, so one normalisation per edge input serves all of them
 @dataclass(frozen=True)

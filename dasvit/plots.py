@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from dasvit.genotype import Genotype  # noqa: E402
-from dasvit.search_space import dag_edges  # noqa: E402
+from dasvit.vocabulary import dag_edges  # noqa: E402
 
 
 def plot_alpha_history(alpha_history: dict[str, Any]) -> Figure:

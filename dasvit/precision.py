@@ -9,8 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dasvit.vocabulary import PRECISIONS, validate_precision  # noqa: F401 - re-exported
-
+from dasvit.vocabulary import validate_precision
 
 
 def autocast_forward(model: nn.Module, device: torch.device, precision: str) -> nn.Module:

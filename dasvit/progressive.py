@@ -13,7 +13,6 @@ from __future__ import annotations
 import torch
 
 from dasvit.search_space import masked_softmax
-from dasvit.vocabulary import DEFAULT_STAGES, StageSpec, validate_stages  # noqa: F401 - re-exported
 
 
 def prune_masks(

@@ -25,12 +25,12 @@ from dasvit.data import ImageData, make_loader, search_splits
 from dasvit.distributed import average_gradients_, rank, sum_over_ranks, world_size
 from dasvit.genotype import Genotype, InputSpec
 from dasvit.metrics import evaluate_sums
-from dasvit.ops import parse_op
-from dasvit.precision import autocast_forward, validate_precision
+from dasvit.precision import autocast_forward
 from dasvit.progress import EpochProgress
 from dasvit.progressive import prune_masks, stretch_masks
 from dasvit.seeding import derived_seed, seed_everything
 from dasvit.supernet import Supernet, alpha_stats
+from dasvit.vocabulary import parse_op, validate_precision
 
 
 @dataclass

@@ -1,11 +1,9 @@
-"""The search space: which ops each edge may hold and how a block's DAG is shaped (``SearchSpace`` and the op
-names live in ``dasvit.vocabulary``, checkable without torch), and the mixture weights over an edge's ops."""
+"""The mixture weights over an edge's candidate ops. The search space itself (``SearchSpace``, the block DAG)
+and the op names live in ``dasvit.vocabulary``, where a config can be checked without torch."""
 
 from __future__ import annotations
 
 import torch
-
-from dasvit.vocabulary import DEFAULT_OPS, SearchSpace, dag_edges  # noqa: F401 - re-exported
 
 
 def masked_softmax(alpha: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -14,9 +14,10 @@ from dasvit.backbone import ViTHead, ViTStem
 from dasvit.discretise import discretise
 from dasvit.fused import fused_mixed_forward
 from dasvit.genotype import Genotype, InputSpec
-from dasvit.ops import TokenContext, build_op, init_vit_weights, parse_op
-from dasvit.search_space import SearchSpace, dag_edges, masked_softmax
-from dasvit.token_selection import merge_tokens, select_tokens, validate_keep_ratio
+from dasvit.ops import TokenContext, build_op, init_vit_weights
+from dasvit.search_space import masked_softmax
+from dasvit.token_selection import merge_tokens, select_tokens
+from dasvit.vocabulary import SearchSpace, dag_edges, parse_op, validate_keep_ratio
 
 
 class MixedOp(nn.Module):

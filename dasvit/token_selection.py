@@ -14,8 +14,6 @@ import math
 import torch
 import torch.nn.functional as F
 
-from dasvit.vocabulary import validate_keep_ratio  # noqa: F401 - re-exported
-
 
 def num_kept(num_patches: int, keep_ratio: float) -> int:
     return max(1, math.ceil(keep_ratio * num_patches))

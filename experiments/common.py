@@ -31,11 +31,11 @@ from dasvit.config import DataConfig, RetrainConfig, SearchConfig
 from dasvit.data import ImageData, load_data
 from dasvit.genotype import Genotype
 from dasvit.io import atomic_write_text
-from dasvit.progressive import StageSpec
+from dasvit.platform import tracking
 from dasvit.retrain import retrain, train_from_scratch
 from dasvit.search import SearchRun
 from dasvit.seeding import derived_seed, seed_everything
-from dasvit.platform import tracking
+from dasvit.vocabulary import StageSpec
 
 matplotlib.use("Agg")
 

@@ -16,8 +16,8 @@ import common
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from dasvit.ops import parse_op
 from dasvit.plots import plot_alpha_history
+from dasvit.vocabulary import parse_op
 
 
 def summarise(run) -> dict:

@@ -6,9 +6,8 @@ import torch
 from dasvit.config import DataConfig, SearchConfig
 from dasvit.data import ImageData, load_data
 from dasvit.genotype import InputSpec
-from dasvit.progressive import StageSpec
-from dasvit.search_space import SearchSpace
 from dasvit.supernet import Supernet
+from dasvit.vocabulary import SearchSpace, StageSpec
 
 TINY_OPS = ("none", "skip", "attn_h2", "mlp_r2", "conv_k3")
 

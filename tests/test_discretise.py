@@ -4,7 +4,7 @@ import torch
 
 from dasvit.discretise import discretise
 from dasvit.genotype import Edge, InputSpec, genotype_from_dict
-from dasvit.search_space import SearchSpace
+from dasvit.vocabulary import SearchSpace
 
 
 def test_derive_takes_argmax_without_none_and_top_edges():

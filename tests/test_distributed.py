@@ -6,8 +6,8 @@ import torch.multiprocessing as mp
 
 from dasvit.config import DataConfig, SearchConfig
 from dasvit.data import load_data
-from dasvit.progressive import StageSpec
 from dasvit.search import SearchRun
+from dasvit.vocabulary import StageSpec
 
 
 def _worker(rank: int, world: int, store_path: str, out: str) -> None:

@@ -1,9 +1,10 @@
 import pytest
 import torch
-
 from conftest import TINY_OPS, random_batch, tiny_supernet
+
 from dasvit.architect import Architect
-from dasvit.fairness import skip_excess_penalty, validate_lambda
+from dasvit.fairness import skip_excess_penalty
+from dasvit.vocabulary import validate_lambda
 
 FAMILIES = ["none", "skip", "attn", "mlp", "conv"]
 
@@ -73,8 +74,8 @@ def test_lambda_zero_switches_the_regulariser_off():
 def test_a_space_without_skip_searches_with_lambda_set():
     """No skip op, so R(alpha) is a constant 0: lambda > 0 must not break the alpha step (it once raised)."""
     from dasvit.genotype import InputSpec
-    from dasvit.search_space import SearchSpace
     from dasvit.supernet import Supernet
+    from dasvit.vocabulary import SearchSpace
 
     model = Supernet(SearchSpace(("none", "attn_h2", "mlp_r2")), 1, 16, 2, InputSpec(8, 1, 10))
     before = model.alphas[0].detach().clone()

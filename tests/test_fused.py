@@ -6,8 +6,8 @@ import torch.nn.functional as F
 
 from dasvit.architect import Architect
 from dasvit.genotype import InputSpec
-from dasvit.search_space import DEFAULT_OPS, SearchSpace
 from dasvit.supernet import Supernet
+from dasvit.vocabulary import DEFAULT_OPS, SearchSpace
 
 TOLERANCE = 1e-5  # relative, in norm
 

@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from dasvit.baselines import random_genotype
 from dasvit.genotype import BlockGenotype, Edge, Genotype, InputSpec
 from dasvit.model import build_model
-from dasvit.search_space import DEFAULT_OPS, SearchSpace
 from dasvit.supernet import Supernet
+from dasvit.vocabulary import DEFAULT_OPS, SearchSpace
 
 SPEC = InputSpec(8, 1, 10)
 

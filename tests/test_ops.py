@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from dasvit.ops import OpError, TokenContext, build_op, parse_op
+from dasvit.ops import TokenContext, build_op
+from dasvit.vocabulary import OpError, parse_op
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from dasvit.progressive import StageSpec, prune_masks, stretch_masks, validate_stages
+from dasvit.progressive import prune_masks, stretch_masks
+from dasvit.vocabulary import StageSpec, validate_stages
 
 
 def test_prune_keeps_none_and_the_strongest_ops():

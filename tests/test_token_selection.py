@@ -2,9 +2,10 @@ import math
 
 import pytest
 import torch
-
 from conftest import random_batch, tiny_supernet
-from dasvit.token_selection import cls_attention_scores, merge_tokens, num_kept, select_tokens, validate_keep_ratio
+
+from dasvit.token_selection import cls_attention_scores, merge_tokens, num_kept, select_tokens
+from dasvit.vocabulary import validate_keep_ratio
 
 
 @pytest.mark.parametrize("ratio", [0.1, 0.25, 0.5, 0.9, 1.0])
