@@ -15,14 +15,20 @@ import torch
 from dasvit.search_space import masked_softmax
 
 
+def pruning_strength(alpha: torch.Tensor, mask: torch.Tensor, none_columns: list[int]) -> torch.Tensor:
+    """What pruning ranks the ops of each edge by: their softmax weight, -1 for ``none`` and for pruned ops."""
+    strength = masked_softmax(alpha.detach().float(), mask).masked_fill(~mask, -1.0)
+    strength[:, none_columns] = -1.0
+    return strength
+
+
 def prune_masks(
     alphas: list[torch.Tensor], masks: list[torch.Tensor], none_columns: list[int], keep: int
 ) -> list[torch.Tensor]:
     """Keep, per edge, ``none`` and the ``keep`` strongest other active ops."""
     pruned = []
     for alpha, mask in zip(alphas, masks):
-        strength = masked_softmax(alpha.detach().float(), mask).masked_fill(~mask, -1.0)
-        strength[:, none_columns] = -1.0
+        strength = pruning_strength(alpha, mask, none_columns)
         new_mask = torch.zeros_like(mask)
         top = strength.topk(min(keep, mask.shape[1]), dim=1)
         new_mask.scatter_(1, top.indices, top.values >= 0)

@@ -26,9 +26,8 @@ import torch
 
 from dasvit.config import DataConfig, SearchConfig
 from dasvit.data import load_data, make_loader
-from dasvit.progressive import prune_masks
+from dasvit.progressive import prune_masks, pruning_strength
 from dasvit.search import SearchRun
-from dasvit.search_space import masked_softmax
 from dasvit.seeding import derived_seed, seed_everything
 
 matplotlib.use("Agg")
@@ -78,9 +77,7 @@ def pruning(left: SearchRun, right: SearchRun, next_stage: int = 1) -> dict[str,
     differing = sum(int((a != b).any(dim=1).sum()) for a, b in zip(*masks))
     gaps = []
     for alpha, mask in zip(left.model.arch_parameters(), left.model.masks):
-        strength = masked_softmax(alpha.detach().double(), mask).masked_fill(~mask, -1.0)
-        strength[:, left.none_columns] = -1.0
-        ranked = strength.sort(dim=1, descending=True).values
+        ranked = pruning_strength(alpha, mask, left.none_columns).sort(dim=1, descending=True).values
         gaps.append((ranked[:, keep - 1] - ranked[:, keep]).min())
     return {"edges_pruned_differently": differing, "smallest_keep_drop_gap": float(min(gaps))}
 

@@ -117,9 +117,8 @@ class SweepPlan:
     client: Any
     experiment_id: str
     tracking_uri: str
-    workdir: Path
     storage_path: str
-    state_dir: Path  # the sweep's state file and Optuna study: always on local disk
+    state_dir: Path  # the sweep's state file, Optuna study and results table: always on local disk
     name: str
     resumed: SweepState | None
 
@@ -140,7 +139,7 @@ def plan_sweep(args: argparse.Namespace, config: SweepConfig) -> SweepPlan:
     resumed = sweep_state.find_resumable(state_dir, args.resume, client) if args.resume else None
     name = resumed.name if resumed else sweep_state.claim_name(
         state_dir, args.name, f"{config.experiment}-{time.strftime('%Y%m%d-%H%M%S')}")
-    return SweepPlan(config, client, experiment_id, tracking_uri, workdir, storage_path, state_dir, name, resumed)
+    return SweepPlan(config, client, experiment_id, tracking_uri, storage_path, state_dir, name, resumed)
 
 
 def run(args: argparse.Namespace, config: SweepConfig, argv: Sequence[str] | None) -> int:
@@ -183,8 +182,7 @@ def run_sweep(plan: SweepPlan, argv: Sequence[str] | None, interrupt: Interrupt)
             return stop_interrupted(interrupt, plan, parent_run_id, argv)
         table = table.merge(retrained[["search_run_id", "test_acc", "retrain_run_id"]], on="search_run_id", how="left")
     table = table.sort_values("val_acc", ascending=False, na_position="last")
-    csv_folder = Path(plan.storage_path) if "://" not in plan.storage_path else plan.workdir
-    csv_path = csv_folder / f"{plan.name}-results.csv"
+    csv_path = plan.state_dir / f"{plan.name}-results.csv"
     atomic_write_text(csv_path, table.to_csv(index=False))
     client.log_artifact(parent_run_id, str(csv_path))
     tracking.log_metrics(client, parent_run_id, {"sweep_seconds": time.perf_counter() - start,

@@ -102,8 +102,7 @@ def find_resumable(folder: Path, wanted: str, client: Any) -> SweepState:
 
 def _finished(path: Path, client: Any) -> bool:
     try:
-        run_id = json.loads(path.read_text())["parent_run_id"]
-        return client.get_run(run_id).info.status == "FINISHED"
+        return client.get_run(read_state(path).parent_run_id).info.status == "FINISHED"
     except Exception:  # noqa: BLE001 - a damaged state or a lost run is not finished: it is listed, not skipped
         return False
 
