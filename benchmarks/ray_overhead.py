@@ -39,6 +39,7 @@ from dasvit.data import load_data
 from dasvit.platform import tracking
 from dasvit.platform.ray_session import connect_ray
 from dasvit.platform.sweep import main as sweep_main
+from dasvit.platform.sweep_run import TRIAL_DRIVER_RESOURCES
 from dasvit.search import SearchRun
 
 RESULTS = Path(__file__).parent / "results"
@@ -134,7 +135,7 @@ def ray_start_and_train_floor(workdir: Path) -> tuple[float, float]:
                                           callbacks=[TuneReportCallback()])).fit()
 
     start = time.perf_counter()
-    tune.Tuner(tune.with_resources(empty_trial, {"cpu": 0, "memory": 256 * 2**20}),
+    tune.Tuner(tune.with_resources(empty_trial, TRIAL_DRIVER_RESOURCES),  # as the sweep's trials
                run_config=tune.RunConfig(name="floor", storage_path=str(workdir / "floor"), verbose=0)).fit()
     floor = time.perf_counter() - start
     ray.shutdown()

@@ -76,9 +76,12 @@ def make_scheduler(config: SweepConfig) -> ASHAScheduler:
     )
 
 
+# The trial driver holds no CPU: its Train workers do. With a CPU it deadlocks a 2-core machine.
+TRIAL_DRIVER_RESOURCES = {"cpu": 0, "memory": 256 * 2**20}
+
+
 def trainable(setup: TrialSetup) -> Any:
-    # The trial driver holds no CPU: its Train workers do. With a CPU it deadlocks a 2-core machine.
-    return tune.with_resources(tune.with_parameters(search_trial, setup=setup), {"cpu": 0, "memory": 256 * 2**20})
+    return tune.with_resources(tune.with_parameters(search_trial, setup=setup), TRIAL_DRIVER_RESOURCES)
 
 
 def genotype_id(run_id: str, client: Any) -> str:
