@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -140,7 +141,7 @@ class SearchRun:
         Returns the weight step's loss and logits (detached) and the fairness penalty.
         """
         penalty = self.architect.step(train_batch, val_batch, xi=self.w_scheduler.get_last_lr()[0]).fairness
-        logits = self.model(train_batch[0])
+        logits = self.model(train_batch[0], alpha_grad=False)  # the weights' step: alpha is the architect's alone
         loss = F.cross_entropy(logits, train_batch[1])
         self.w_optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -134,9 +134,12 @@ class Supernet(nn.Module):
         """Per block, the (edges, ops) mixing weights softmax(alpha) with pruned ops at 0."""
         return [masked_softmax(alpha, mask) for alpha, mask in zip(self.alphas, self.masks)]
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, alpha_grad: bool = True) -> torch.Tensor:
+        """Logits of ``images``; ``alpha_grad=False`` holds alpha fixed (the weight step of the bilevel
+        optimisation), so that backward computes no alpha gradient that the step would only throw away."""
         tokens = self.stem(images)
-        for block, weights in zip(self.blocks, self.op_weights()):
+        weights_per_block = self.op_weights() if alpha_grad else [w.detach() for w in self.op_weights()]
+        for block, weights in zip(self.blocks, weights_per_block):
             tokens = block(tokens, weights, self.stem.grid, self.keep_ratio)
         return self.head(tokens)
 

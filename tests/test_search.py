@@ -3,9 +3,11 @@ import json
 import pandas as pd
 import pytest
 import torch
+from conftest import random_batch, tiny_supernet
 
-from dasvit.genotype import load_genotype
 from dasvit.checkpoint import CHECKPOINT, GENOTYPE, resume
+from dasvit.data import make_loader
+from dasvit.genotype import load_genotype
 from dasvit.search import SearchRun
 
 
@@ -71,3 +73,33 @@ def test_resume_refuses_a_checkpoint_of_another_config(tiny_config, digits, tmp_
 def test_second_order_search_runs(tiny_config, digits):
     genotype = SearchRun(tiny_config.with_overrides(second_order=True), digits).run()
     assert genotype.meta["second_order"] is True
+
+
+def test_alpha_held_fixed_gives_the_same_weight_gradients_and_none_for_alpha(digits):
+    """The weight step's forward with ``alpha_grad=False``: bit-identical weight gradients, no alpha gradient."""
+    images, labels = random_batch(16)
+    grads = []
+    for alpha_grad in (True, False):
+        model = tiny_supernet(keep_ratio=0.5)
+        torch.nn.functional.cross_entropy(model(images, alpha_grad=alpha_grad), labels).backward()
+        grads.append([p.grad for p in model.weight_parameters()])
+        alpha_grads = [a.grad for a in model.arch_parameters()]
+    assert all(g is None for g in alpha_grads)
+    assert all(torch.equal(a, b) for a, b in zip(*grads))
+
+
+def test_the_weight_step_leaves_alpha_gradients_as_the_architect_set_them(tiny_config, digits):
+    """Alpha is updated by the architect alone; the weight step's backward must not add train-loss gradients to it
+    (they were computed every step and then thrown away)."""
+    run = SearchRun(tiny_config, digits)
+    batches = [next(iter(make_loader(s, 32, shuffle=False))) for s in (run.train_set, run.val_set)]
+    architect_step, applied = run.architect.step, []
+
+    def recording_step(*args, **kwargs):
+        result = architect_step(*args, **kwargs)
+        applied.append([a.grad.clone() for a in run.model.arch_parameters()])
+        return result
+
+    run.architect.step = recording_step
+    run.step(*batches)
+    assert all(torch.equal(a.grad, g) for a, g in zip(run.model.arch_parameters(), applied[0]))
