@@ -3,6 +3,7 @@ MLflow store, retraining its best genotype; plus alpha sync across Ray Train wor
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -15,9 +16,12 @@ from ray.train import RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
 from dasvit.config import ConfigError, DataConfig
-from dasvit.data import load_data
+from dasvit.data import ImageData, load_data
+from dasvit.genotype import genotype_from_dict
+from dasvit.metrics import count_params
+from dasvit.model import build_model
 from dasvit.search import SearchRun
-from dasvit.platform import tracking
+from dasvit.platform import sweep_run, tracking
 from dasvit.platform.config import SweepConfig
 from dasvit.platform.ray_session import RAY_ENV, release_leftover_placement_groups
 from dasvit.platform.retrain_jobs import top_search_runs
@@ -38,10 +42,19 @@ def ray_session():
     ray.shutdown()
 
 
+MARKED_CLASSES = 11  # digits has 10: the driver's copy of the data set says 11, so results show whose copy was used
+
+
+def _load_marked(config: DataConfig) -> ImageData:
+    return dataclasses.replace(load_data(config), num_classes=MARKED_CLASSES)
+
+
 @pytest.fixture(scope="module")
 def sweep(ray_session, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("sweep")
-    assert main(["--config", TINY, "--workdir", str(workdir), "--name", "tiny", "--experiment", "tiny"]) == 0
+    with pytest.MonkeyPatch.context() as patch:  # in this (the driver's) process only: workers never see it
+        patch.setattr(sweep_run, "load_data", _load_marked)
+        assert main(["--config", TINY, "--workdir", str(workdir), "--name", "tiny", "--experiment", "tiny"]) == 0
     client = tracking.client_for(tracking.default_tracking_uri(workdir))
     experiment = client.get_experiment_by_name("tiny")
     runs = client.search_runs([experiment.experiment_id])
@@ -85,6 +98,18 @@ def test_sweep_retrains_the_best_genotype_and_links_it(sweep):
     assert source.info.status == "FINISHED"
     assert source.data.metrics["val_acc"] == max(r.data.metrics["val_acc"] for r in finished)
     assert {"test_acc", "params", "macs"} <= set(retrained.data.metrics)
+
+
+def test_trials_and_retraining_use_the_data_set_the_driver_loaded(sweep):
+    """Loaded once by the sweep and handed over through the object store: every search worker and the retraining
+    task used the driver's copy (marked with an 11th class), none loaded its own."""
+    _, client, runs = sweep
+    for run in _kind(runs, "search"):
+        assert tracking.load_genotype_artifact(client, run.info.run_id)["input"]["num_classes"] == MARKED_CLASSES
+    (retrained,) = _kind(runs, "retrain")
+    genotype = genotype_from_dict(tracking.load_genotype_artifact(client, retrained.data.tags["search_run_id"]))
+    model = build_model(genotype, genotype.input.image_size, genotype.input.in_chans, MARKED_CLASSES)
+    assert retrained.data.metrics["params"] == count_params(model)
 
 
 def test_sweep_writes_the_results_table(sweep):

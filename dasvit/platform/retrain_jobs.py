@@ -16,7 +16,7 @@ import ray
 import torch
 
 from dasvit.config import ConfigError, DataConfig, RetrainConfig
-from dasvit.data import load_data
+from dasvit.data import DataError, ImageData, load_data
 from dasvit.genotype import genotype_from_dict
 from dasvit.platform import tracking
 from dasvit.platform.ray_session import connect_ray
@@ -62,8 +62,9 @@ def task_resources(cpus: float, gpus: float) -> dict[str, float]:
 
 
 @ray.remote
-def retrain_task(job: RetrainJob) -> dict[str, Any]:
-    """Retrain one genotype; log it as an MLflow run linked to its search run."""
+def retrain_task(job: RetrainJob, data: ImageData) -> dict[str, Any]:
+    """Retrain one genotype on ``data`` (Ray resolves it from the object store); log it as an MLflow run linked to
+    its search run."""
     torch.set_num_threads(max(1, int(job.cpus)))
     client = tracking.client_for(job.tracking_uri)
     genotype = genotype_from_dict(tracking.load_genotype_artifact(client, job.search_run_id))
@@ -76,7 +77,6 @@ def retrain_task(job: RetrainJob) -> dict[str, Any]:
     try:
         tracking.log_params(client, run_id, tracking.flatten("", {"retrain": vars(config) | {"data": vars(config.data)}}))
         client.log_text(run_id, genotype.to_json(), "genotype.json")
-        data = load_data(config.data)
         result = retrain(genotype, config, data, device="cuda" if job.gpus > 0 else "cpu", precision=job.precision,
                          on_epoch_end=lambda row: tracking.log_metrics(client, run_id, row, step=row["epoch"]))
         tracking.log_metrics(client, run_id, {"test_acc": result.test_acc, "params": result.params,
@@ -90,17 +90,20 @@ def retrain_task(job: RetrainJob) -> dict[str, Any]:
 
 
 def retrain_top(
-    candidates: pd.DataFrame, *, tracking_uri: str, experiment_id: str, data: DataConfig, epochs: int, seed: int,
+    candidates: pd.DataFrame, *, tracking_uri: str, experiment_id: str, data: DataConfig, loaded: ImageData,
+    epochs: int, seed: int,
     cpus: float, gpus: float, parent_run_id: str | None = None, stop: Callable[[], bool] = lambda: False,
     precision: str = "fp32",
 ) -> pd.DataFrame:
     """Retrain every candidate in parallel, except those the sweep already retrained (a resumed sweep); return the
-    candidates with the retraining results joined on. ``stop()`` true cancels the retrainings still running."""
+    candidates with the retraining results joined on. ``loaded`` is the data set ``data`` names, already loaded: it
+    goes to every task through one copy in the object store. ``stop()`` true cancels the retrainings still running."""
     config = RetrainConfig(data=data, epochs=epochs, seed=seed)
     already = tracking.finished_retrains(tracking.client_for(tracking_uri), experiment_id, parent_run_id)
     jobs = [RetrainJob(row.search_run_id, row.trial_id, config, tracking_uri, experiment_id, parent_run_id, cpus, gpus,
                        precision) for row in candidates.itertuples() if row.search_run_id not in already]
-    pending = [retrain_task.options(**task_resources(cpus, gpus)).remote(job) for job in jobs]
+    data_ref = ray.put(loaded)
+    pending = [retrain_task.options(**task_resources(cpus, gpus)).remote(job, data_ref) for job in jobs]
     print(f"retraining {len(jobs)} genotype(s) from scratch in parallel, {epochs} epochs each"
           + (f" ({len(candidates) - len(jobs)} already retrained)" if len(jobs) < len(candidates) else "") + " ...",
           flush=True)
@@ -151,11 +154,12 @@ def main(argv: list[str] | None = None) -> int:
         search_params = client.get_run(candidates["search_run_id"].iloc[0]).data.params
         data = DataConfig(dataset=datasets.pop(), data_root=None if search_params.get("data.data_root") in (None, "None")
                           else search_params["data.data_root"])
-    except ConfigError as err:
+        loaded = load_data(data)
+    except (ConfigError, DataError) as err:
         print(f"retrain.py: error: {err}", file=sys.stderr)
         return 2
     print(f"Ray dashboard: {connect_ray(args.address)}")
     table = retrain_top(candidates, tracking_uri=tracking_uri, experiment_id=experiment.experiment_id, data=data,
-                        epochs=args.epochs, seed=args.seed, cpus=args.cpus, gpus=args.gpus)
+                        loaded=loaded, epochs=args.epochs, seed=args.seed, cpus=args.cpus, gpus=args.gpus)
     print(table.drop(columns=["search_run_id", "retrain_run_id"]).to_string(index=False))
     return 0

@@ -21,7 +21,7 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from dasvit.config import ConfigError
-from dasvit.data import DataError, load_data
+from dasvit.data import DataError, ImageData, load_data
 from dasvit.io import atomic_write_text
 from dasvit.platform import sweep_state, tracking
 from dasvit.platform.config import SweepConfig
@@ -48,7 +48,8 @@ def param_space(config: SweepConfig) -> dict[str, Any]:
     return space
 
 
-def make_tuner(config: SweepConfig, name: str, storage_path: str, study_path: Path, setup: TrialSetup) -> tune.Tuner:
+def make_tuner(config: SweepConfig, name: str, storage_path: str, study_path: Path, setup: TrialSetup,
+               data: ImageData) -> tune.Tuner:
     metrics, modes = [config.metric], ["max"]
     if config.objective2:
         metrics.append(OBJECTIVE2_METRIC[config.objective2])
@@ -59,7 +60,7 @@ def make_tuner(config: SweepConfig, name: str, storage_path: str, study_path: Pa
         sampler=optuna.samplers.TPESampler(seed=config.seed), study_name=name, storage=study_storage,
     )
     return tune.Tuner(
-        trainable(setup),
+        trainable(setup, data),
         param_space=param_space(config),
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=make_scheduler(config), num_samples=config.num_trials,
                                     max_concurrent_trials=config.max_concurrent_trials),
@@ -80,8 +81,9 @@ def make_scheduler(config: SweepConfig) -> ASHAScheduler:
 TRIAL_DRIVER_RESOURCES = {"cpu": 0, "memory": 256 * 2**20}
 
 
-def trainable(setup: TrialSetup) -> Any:
-    return tune.with_resources(tune.with_parameters(search_trial, setup=setup), TRIAL_DRIVER_RESOURCES)
+def trainable(setup: TrialSetup, data: ImageData) -> Any:
+    """The trial driver, with the data set the sweep loaded once handed over through Ray's object store."""
+    return tune.with_resources(tune.with_parameters(search_trial, setup=setup, data=data), TRIAL_DRIVER_RESOURCES)
 
 
 def genotype_id(run_id: str, client: Any) -> str:
@@ -124,11 +126,12 @@ class SweepPlan:
     state_dir: Path  # the sweep's state file, Optuna study and results table: always on local disk
     name: str
     resumed: SweepState | None
+    data: ImageData  # loaded once here; trials and retrainings get it through the object store
 
 
 def plan_sweep(args: argparse.Namespace, config: SweepConfig) -> SweepPlan:
     workdir = Path(args.workdir).resolve()
-    load_data(config.data)  # fail here, not in each trial
+    data = load_data(config.data)  # fail here, not in each trial
     tracking_uri = tracking.resolve_uri(args.tracking_uri, workdir)
     if tracking_uri == tracking.default_tracking_uri(workdir):
         workdir.mkdir(parents=True, exist_ok=True)
@@ -142,7 +145,7 @@ def plan_sweep(args: argparse.Namespace, config: SweepConfig) -> SweepPlan:
     resumed = sweep_state.find_resumable(state_dir, args.resume, client) if args.resume else None
     name = resumed.name if resumed else sweep_state.claim_name(
         state_dir, args.name, f"{config.experiment}-{time.strftime('%Y%m%d-%H%M%S')}")
-    return SweepPlan(config, client, experiment_id, tracking_uri, storage_path, state_dir, name, resumed)
+    return SweepPlan(config, client, experiment_id, tracking_uri, storage_path, state_dir, name, resumed, data)
 
 
 def run(args: argparse.Namespace, config: SweepConfig, argv: Sequence[str] | None) -> int:
@@ -178,7 +181,7 @@ def run_sweep(plan: SweepPlan, argv: Sequence[str] | None, interrupt: Interrupt)
             print(f"released {released} placement group(s) left by stopped trials")
         candidates = top_search_runs(plan.tracking_uri, plan.experiment_id, config.retrain.top_k, parent_run_id)
         retrained = retrain_top(candidates, tracking_uri=plan.tracking_uri, experiment_id=plan.experiment_id,
-                                data=config.data, epochs=config.retrain.epochs, seed=config.seed,
+                                data=config.data, loaded=plan.data, epochs=config.retrain.epochs, seed=config.seed,
                                 cpus=config.retrain.cpus, gpus=config.retrain.gpus, parent_run_id=parent_run_id,
                                 precision=config.precision, stop=lambda: interrupt.signum is not None)
         if interrupt.signum is not None:
@@ -231,7 +234,7 @@ def resume_or_start(plan: SweepPlan) -> tuple[str, tune.Tuner]:
     if resumed is not None:
         client.update_run(resumed.parent_run_id, status="RUNNING")
         tuner = tune.Tuner.restore(f"{plan.storage_path.rstrip('/')}/{name}", resume_unfinished=True, resume_errored=False,
-                                   trainable=trainable(TrialSetup.from_dict(resumed.setup)))
+                                   trainable=trainable(TrialSetup.from_dict(resumed.setup), plan.data))
         print(f"resuming sweep {name}")
         return resumed.parent_run_id, tuner
     parent_run_id = tracking.start_run(client, plan.experiment_id, name, "sweep", tags={"dataset": config.data.dataset})
@@ -243,4 +246,5 @@ def resume_or_start(plan: SweepPlan) -> tuple[str, tune.Tuner]:
         max_failures=config.max_failures, precision=config.precision, fused=config.fused,
     )
     sweep_state.write_state(plan.state_dir, SweepState(name, parent_run_id, setup.to_dict()))
-    return parent_run_id, make_tuner(config, name, plan.storage_path, optuna_path(plan.state_dir, name), setup)
+    return parent_run_id, make_tuner(config, name, plan.storage_path, optuna_path(plan.state_dir, name), setup,
+                                     plan.data)

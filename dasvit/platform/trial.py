@@ -22,6 +22,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import ray
 import ray.train
 import torch
 from ray import tune
@@ -30,7 +31,7 @@ from ray.train.torch import TorchTrainer
 from ray.tune.integration.ray_train import TuneReportCallback
 
 from dasvit.config import SearchConfig
-from dasvit.data import load_data
+from dasvit.data import ImageData
 from dasvit.io import atomic_torch_save
 from dasvit.metrics import count_macs, count_params
 from dasvit.model import build_model
@@ -128,14 +129,15 @@ def write_checkpoint(folder: str, run: SearchRun, run_id: str) -> Checkpoint:
     return Checkpoint.from_directory(folder)
 
 
-def search_worker(config: WorkerConfig) -> None:
-    """The Ray Train loop run on every worker: resume or start, search, checkpoint and log after every epoch."""
+def search_worker(config: WorkerConfig, data_ref: ray.ObjectRef) -> None:
+    """The Ray Train loop run on every worker: resume or start, search, checkpoint and log after every epoch.
+    The data set comes from the object store (``data_ref``), loaded once by the sweep, not by every worker."""
     overhead = Overhead()
     overhead.add("worker_group_start", time.time() - config.trial_started_at)  # with the worker's imports
     torch.set_num_threads(max(1, int(config.cpus_per_worker)))
     rank = ray.train.get_context().get_world_rank()
     with overhead.timed("data_loading"):
-        data = load_data(config.search.data)
+        data = ray.get(data_ref)
     with overhead.timed("model_build"):
         run = SearchRun(config.search, data, device=ray.train.torch.get_device(), fused=config.fused,
                         precision=config.precision)
@@ -190,8 +192,8 @@ def scaling_config(setup: TrialSetup) -> ScalingConfig:
                          resources_per_worker={"CPU": setup.cpus_per_worker, **({"GPU": gpus} if gpus > 0 else {})})
 
 
-def search_trial(tuned: dict[str, Any], *, setup: TrialSetup) -> None:
-    """The Tune trainable: runs one ``TorchTrainer`` for the values Optuna proposed (``tuned``)."""
+def search_trial(tuned: dict[str, Any], *, setup: TrialSetup, data: ImageData) -> None:
+    """The Tune trainable: runs one ``TorchTrainer`` for the values Optuna proposed (``tuned``) on ``data``."""
     started_at = time.time()
     context = tune.get_context()
     trial_id = context.get_trial_id()
@@ -202,7 +204,7 @@ def search_trial(tuned: dict[str, Any], *, setup: TrialSetup) -> None:
         precision=setup.precision, fused=setup.fused, trial_started_at=started_at,
     )
     trainer = TorchTrainer(
-        partial(search_worker, worker),
+        partial(search_worker, worker, ray.put(data)),  # one copy in the object store for all workers
         scaling_config=scaling_config(setup),
         run_config=RunConfig(
             name=f"train-{trial_id}", storage_path=setup.storage_path, callbacks=[TuneReportCallback()],
