@@ -2,7 +2,8 @@
 # Every GPU measurement of issues 9 and 10 in one device call (the lent machine has no network and no Ray/MLflow:
 # they travel as a prebuilt Python 3.12 site, .whl/site312.tar.xz, built by benchmarks/build_gpu_site.sh). Writes $OUT/results.tgz.
 #   bash benchmarks/gpu_session.sh          (on the device machine, from the repository root)
-# PARTS=sweep runs only the sweep; SWEEP_ARGS adds sweep.py flags (a shorter sweep when device time is short).
+# PARTS=sweep runs only the sweep, PARTS=compile only the compiled-step measurements of issue 9 (CUDA graphs);
+# SWEEP_ARGS adds sweep.py flags (a shorter sweep when device time is short).
 set -u
 OUT=${OUT:-/tmp/gpu_out}
 R=$OUT/r
@@ -15,6 +16,19 @@ DEADLINE=${DEADLINE:-570}
 tar -xJf .whl/site312.tar.xz -C /tmp && export PYTHONPATH=/tmp/site312:$PWD
 python3 -c "import ray, mlflow, optuna, mlxtend; print('ray', ray.__version__, 'mlflow', mlflow.__version__, 'optuna', optuna.__version__)" 2>&1 | tail -3 | tee -a "$R/env.txt"
 echo "setup done at ${SECONDS}s"
+
+B="python3 benchmarks"
+if [ "${PARTS:-all}" = compile ]; then
+    # Issue 9's GPU targets with the compiled step (dasvit.compiled): CUDA graphs of the traced step, and of inductor's
+    # kernels, against the uncompiled fused step in the same run; first_step_s holds each compile.
+    timeout 280 $B/token_selection.py --device cuda --dtype bf16 --image-size 224 --patch-size 16 --embed-dim 384 \
+        --batch-size 64 --ratios 0.25,1.0 --paths fused,fused+cudagraphs,fused+inductor-cudagraphs --steps 15 \
+        --tag token_selection_cuda_d384_compiled --out "$R" 2>&1 | tail -8
+    timeout 200 $B/token_selection.py --device cuda --dtype bf16 --image-size 224 --patch-size 16 --embed-dim 768 \
+        --batch-size 256 --ratios 1.0 --paths fused,fused+cudagraphs,fused+inductor-cudagraphs --steps 8 \
+        --tag token_selection_cuda_vitb_compiled --out "$R" 2>&1 | tail -6
+    exit 0
+fi
 
 # Issue 10.1: the sweep on the GPU, GPU utilisation sampled every second.
 nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 1 > "$R/gpu_util.csv" 2>&1 &
@@ -29,7 +43,6 @@ tail -25 "$R/sweep.log"
 
 [ "${PARTS:-all}" = sweep ] && exit 0
 left() { echo $((DEADLINE - SECONDS)); }
-B="python3 benchmarks"
 # Issue 10.3: the default 3-stage search per epoch on CIFAR-10-shaped synthetic data.
 timeout 60 $B/search_cost_cifar.py --device cuda --dtype bf16 --fused --steps 30 --out "$R" 2>&1 | tail -8
 # Issue 9 GPU target 1: r = 0.25 vs r = 1 at batch 64, 224 px, D 384, eager and fused.

@@ -12,9 +12,9 @@ The fairness penalty ``lambda * R(alpha)`` (see ``dasvit.fairness``) is added to
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -59,8 +59,10 @@ class Architect:
         weight_decay: float = 1e-3,
         fairness_lambda: float = 0.0,
         second_order: bool = False,
+        forward: Callable[..., torch.Tensor] | None = None,
     ):
         self.model = model
+        self.forward = forward if forward is not None else model  # the search step's (possibly compiled) call of the supernet
         self.fairness_lambda = validate_lambda(fairness_lambda)  # as Supernet validates its keep ratio
         self.second_order = second_order
         self.families = model.space.families
@@ -68,7 +70,7 @@ class Architect:
 
     def _loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         images, labels = batch
-        logits = self.model(images)
+        logits = self.forward(images)
         return F.cross_entropy(logits, labels), logits
 
     def fairness_penalty(self) -> torch.Tensor:

@@ -15,7 +15,7 @@ import yaml
 from dasvit.config import ConfigError, DataConfig, RetrainConfig, SearchConfig
 from dasvit.genotype import PRESETS, Genotype, GenotypeError, load_genotype
 from dasvit.io import CheckpointError
-from dasvit.vocabulary import DATASETS, DataError, OpError, StageSpec
+from dasvit.vocabulary import COMPILE_MODES, DATASETS, DataError, OpError, StageSpec, validate_compile
 
 # torch and the modules that need it are imported inside the commands, after the arguments are checked, so that a
 # usage error exits in about a second (tests/test_cli.py checks that torch is never imported on that path)
@@ -85,6 +85,10 @@ def search_config_from_args(args: argparse.Namespace) -> SearchConfig:
 
 def cmd_search(args: argparse.Namespace) -> int:
     config = search_config_from_args(args)
+    try:
+        validate_compile(args.compile, args.device.split(":")[0])
+    except ValueError as err:
+        raise UsageError(str(err)) from None
     from dasvit.checkpoint import CHECKPOINT, GENOTYPE, resume
     from dasvit.data import load_data
     from dasvit.search import SearchRun
@@ -93,7 +97,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     if not args.resume and ((out / CHECKPOINT).exists() or (out / GENOTYPE).exists()):
         raise UsageError(f"output folder {str(out)!r} already holds a search: pass --resume or choose another --out")
     data = load_data(config.data)
-    run = SearchRun(config, data, device=args.device, fused=args.fused)
+    run = SearchRun(config, data, device=args.device, fused=args.fused, compile_mode=args.compile)
     if args.resume and resume(run, out):
         print(f"resuming {out} at stage {run.stage}, epoch {run.epochs_done}", file=sys.stderr)
     genotype = run.run(out, progress=not args.quiet)
@@ -182,6 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--device", default="cpu")
     search.add_argument("--fused", action="store_true",
                         help="evaluate mixed ops in few large kernels (same math; for launch-bound GPUs, see README)")
+    search.add_argument("--compile", choices=COMPILE_MODES, default="off",
+                        help="compile the search step (dasvit.compiled; CUDA graphs only on CUDA); each stage "
+                             "compiles anew (default off)")
     search.add_argument("--quiet", action="store_true", help="no progress bars")
     search.set_defaults(func=cmd_search)
 

@@ -17,8 +17,7 @@ Op names (the genotype vocabulary):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import cached_property
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -39,13 +38,18 @@ class TokenContext:
     grid: tuple[int, int]
     patch_index: torch.Tensor | None = None
     bypass_patches: torch.Tensor | None = None
+    _memo: dict[str, torch.Tensor] = field(default_factory=dict, compare=False, repr=False)
 
-    @cached_property
+    @property
     def normalised_bypass(self) -> torch.Tensor | None:
-        """The bypass values LayerNormed without affine: computed once per block and shared by its conv ops."""
+        """The bypass values LayerNormed without affine: computed once per block and shared by its conv ops.
+        (A plain dict memo, not ``functools.cached_property``, whose lock ``torch.compile`` cannot trace.)"""
         if self.bypass_patches is None:
             return None
-        return F.layer_norm(self.bypass_patches, self.bypass_patches.shape[-1:], eps=NORM_EPS)
+        if "normalised_bypass" not in self._memo:
+            self._memo["normalised_bypass"] = F.layer_norm(self.bypass_patches, self.bypass_patches.shape[-1:],
+                                                           eps=NORM_EPS)
+        return self._memo["normalised_bypass"]
 
 
 class Zero(nn.Module):

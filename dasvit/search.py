@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from dasvit.architect import Architect, Batch
 from dasvit.checkpoint import GENOTYPE, write_outputs
+from dasvit.compiled import compile_step_model
 from dasvit.config import ConfigError, SearchConfig
 from dasvit.data import ImageData, make_loader, search_splits
 from dasvit.distributed import average_gradients_, rank, sum_over_ranks, world_size
@@ -31,7 +32,7 @@ from dasvit.progress import EpochProgress
 from dasvit.progressive import prune_masks, stretch_masks
 from dasvit.seeding import derived_seed, seed_everything
 from dasvit.supernet import Supernet, alpha_stats
-from dasvit.vocabulary import parse_op, validate_precision
+from dasvit.vocabulary import parse_op, validate_compile, validate_precision
 
 
 @dataclass
@@ -65,14 +66,17 @@ class SearchRun:
             An execution choice like ``device``: not part of the config, and a checkpoint resumes either way.
         precision: ``fp32`` or ``bf16`` (autocast of the forward passes; see ``dasvit.precision``), also an
             execution choice.
+        compile_mode: how the step's supernet calls are compiled, one of ``vocabulary.COMPILE_MODES`` (see
+            ``dasvit.compiled``); an execution choice too. Each stage compiles anew.
     """
 
     def __init__(self, config: SearchConfig, data: ImageData, device: str | torch.device = "cpu", fused: bool = False,
-                 precision: str = "fp32"):
+                 precision: str = "fp32", compile_mode: str = "off"):
         self.config = config.validate()
         self.device = torch.device(device)
         self.fused = fused
         self.precision = validate_precision(precision)
+        self.compile_mode = validate_compile(compile_mode, self.device.type)
         self.shard = (rank(), world_size())
         image_size = config.data.resolved_image_size
         self.input_spec = InputSpec(image_size, data.in_chans, data.num_classes)
@@ -104,6 +108,7 @@ class SearchRun:
             config.space, spec.depth, config.embed_dim, config.resolved_patch_size, self.input_spec,
             keep_ratio=config.keep_ratio, masks=masks, head=config.head, fused=self.fused,
         ).to(self.device), self.device, self.precision)
+        self.step_model = compile_step_model(self.model, self.compile_mode)
         self.w_optimizer = torch.optim.AdamW(  # fused: one kernel for all weights (measured 5.9 -> 1.4 ms on CPU)
             self.model.weight_parameters(), lr=config.w_lr, weight_decay=config.w_weight_decay, fused=True
         )
@@ -111,7 +116,7 @@ class SearchRun:
         self.w_scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.w_optimizer, T_max=max(1, steps))
         self.architect = Architect(
             self.model, lr=config.alpha_lr, weight_decay=config.alpha_weight_decay,
-            fairness_lambda=config.fairness_lambda, second_order=config.second_order,
+            fairness_lambda=config.fairness_lambda, second_order=config.second_order, forward=self.step_model,
         )
 
     def _next_stage_masks(self) -> list[torch.Tensor]:
@@ -141,7 +146,7 @@ class SearchRun:
         Returns the weight step's loss and logits (detached) and the fairness penalty.
         """
         penalty = self.architect.step(train_batch, val_batch, xi=self.w_scheduler.get_last_lr()[0]).fairness
-        logits = self.model(train_batch[0], alpha_grad=False)  # the weights' step: alpha is the architect's alone
+        logits = self.step_model(train_batch[0], alpha_grad=False)  # the weights' step: alpha is the architect's alone
         loss = F.cross_entropy(logits, train_batch[1])
         self.w_optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -157,6 +157,21 @@ def validate_precision(precision: str) -> str:
     return precision
 
 
+# How the search step may be compiled (``dasvit.compiled``): off; only traced (TorchDynamo + AOT autograd, no code
+# generation: checks that the step captures as one graph); CUDA graphs of the traced step (no code generation);
+# inductor kernels; inductor kernels replayed as CUDA graphs.
+COMPILE_MODES = ("off", "trace", "cudagraphs", "inductor", "inductor-cudagraphs")
+CUDA_ONLY_COMPILE_MODES = ("cudagraphs", "inductor-cudagraphs")
+
+
+def validate_compile(mode: str, device_type: str) -> str:
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"compile mode {mode!r} is not one of {', '.join(COMPILE_MODES)}")
+    if mode in CUDA_ONLY_COMPILE_MODES and device_type != "cuda":
+        raise ValueError(f"compile mode {mode!r} needs a CUDA device, not {device_type!r}")
+    return mode
+
+
 # --- data sets -------------------------------------------------------------------------------------------------
 
 class DataError(ValueError):

@@ -175,6 +175,8 @@ sys.exit(code)
     (["dasvit.cli", "--help"], ""),
     (["dasvit.cli", "search", "--keep-ratio", "1.5"], "keep ratio 1.5 is outside (0, 1]"),
     (["dasvit.cli", "search", "--ops", "none,attn_q2"], "unknown op 'attn_q2'"),
+    (["dasvit.cli", "search", "--compile", "inductor-cudagraphs"],
+     "compile mode 'inductor-cudagraphs' needs a CUDA device, not 'cpu'"),
     (["dasvit.cli", "show", "nosuch.json"], "nosuch.json"),
     (["experiments/sweep.py", "--num-trials", "0"], "num_trials must be an integer >= 1, got 0"),
     (["experiments/sweep.py", "--bogus"], "unrecognized arguments: --bogus"),

@@ -61,12 +61,14 @@ def test_experiment_script_smoke(name, shared):
 
 def test_token_selection_benchmark_smoke(tmp_path):
     run_script("benchmarks/token_selection.py", "--dataset", "digits", "--embed-dim", "16", "--steps", "1",
-               "--warmup", "0", "--ratios", "0.25,1.0", "--paths", "eager,fused", "--out", str(tmp_path), cwd=tmp_path)
+               "--warmup", "0", "--ratios", "0.25,1.0", "--paths", "eager,fused+trace", "--out", str(tmp_path), cwd=tmp_path)
     rows = json.loads((tmp_path / "token_selection_cpu.json").read_text())["rows"]
-    assert [(r["path"], r["keep_ratio"]) for r in rows] == [("eager", 0.25), ("fused", 0.25), ("eager", 1.0),
-                                                             ("fused", 1.0)]
+    assert [(r["path"], r["keep_ratio"]) for r in rows] == [("eager", 0.25), ("fused+trace", 0.25), ("eager", 1.0),
+                                                             ("fused+trace", 1.0)]
     assert rows[0]["step_gflop"] < rows[2]["step_gflop"] and rows[0]["peak_mem_mb"] < rows[2]["peak_mem_mb"]
-    assert all(r["speedup_vs_eager"] > 0 for r in rows)
+    assert all(r["speedup_vs_eager"] > 0 and r["first_step_s"] > 0 for r in rows)
+    # a compiled path's FLOPs are its uncompiled twin's: the fused op folds weights, a few FLOPs more than eager
+    assert rows[1]["step_gflop"] > rows[0]["step_gflop"] and rows[3]["step_gflop"] > rows[2]["step_gflop"]
     assert (tmp_path / "token_selection_cpu.png").stat().st_size > 0
 
 
