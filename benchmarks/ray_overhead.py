@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         parts = trial_parts(Path(workdir), list(trials["search_run_id"]))
         ray.shutdown()
         ray_start_seconds, train_floor_seconds = ray_start_and_train_floor(Path(workdir))
-    import_seconds = fresh_import_seconds("dasvit.platform.trial")
+    driver_import_seconds = fresh_import_seconds("dasvit.platform.trial")  # each trial's driver process
+    worker_import_seconds = fresh_import_seconds("dasvit.platform.trial_worker")  # each Train worker
 
     torch.set_num_threads(cpus)
     data = load_data(DataConfig(args.dataset))
@@ -99,7 +100,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         "sweep_s": sweep_seconds, "inprocess_s": inprocess_seconds, "ratio": sweep_seconds / inprocess_seconds,
         "overhead_per_trial_s": (sweep_seconds - inprocess_seconds) / args.trials,
         "mean_trial_inprocess_s": inprocess_seconds / args.trials,
-        "ray_start_s": ray_start_seconds, "trial_module_import_s": import_seconds,
+        "ray_start_s": ray_start_seconds, "trial_driver_import_s": driver_import_seconds,
+        "trial_worker_import_s": worker_import_seconds,
         "empty_train_trial_s": train_floor_seconds,
         "parts_per_trial_s": parts.mean().to_dict(),
     }

@@ -15,7 +15,7 @@ import pytest
 from sweep_runs import TINY, experiment_runs, run_sweep
 
 from dasvit.platform import tracking
-from dasvit.platform.trial import FAULT_ENV, FAULT_ONCE_ENV
+from dasvit.platform.trial_worker import FAULT_ENV, FAULT_ONCE_ENV
 
 
 def test_killed_worker_resumes_from_its_checkpoint_with_the_same_genotype(tmp_path):

@@ -98,7 +98,8 @@ def test_ray_overhead_benchmark_smoke(tmp_path):
     parts = summary["parts_per_trial_s"]  # logged by the trial itself, so a new part cannot go unnoticed
     assert {"worker_group_start", "data_loading", "model_build", "mlflow_logging", "checkpointing", "report",
             "teardown", "search_epochs"} <= set(parts) and parts["search_epochs"] > 0
-    assert summary["empty_train_trial_s"] > 0 and summary["trial_module_import_s"] > 0
+    assert summary["empty_train_trial_s"] > 0 and summary["trial_driver_import_s"] > 0
+    assert summary["trial_worker_import_s"] > 0
 
 
 def test_vit_b_memory_benchmark_smoke(tmp_path):

@@ -29,7 +29,7 @@ from dasvit.platform.interrupt import Interrupt
 from dasvit.platform.ray_session import connect_ray, release_leftover_placement_groups
 from dasvit.platform.retrain_jobs import retrain_top, top_search_runs
 from dasvit.platform.sweep_state import SweepState, optuna_path
-from dasvit.platform.trial import TrialSetup, search_trial
+from dasvit.platform.trial import DataHandle, TrialSetup, search_trial
 
 OBJECTIVE2_METRIC = {"params": "genotype_params", "macs": "genotype_macs"}
 
@@ -83,7 +83,8 @@ TRIAL_DRIVER_RESOURCES = {"cpu": 0, "memory": 256 * 2**20}
 
 def trainable(setup: TrialSetup, data: ImageData) -> Any:
     """The trial driver, with the data set the sweep loaded once handed over through Ray's object store."""
-    return tune.with_resources(tune.with_parameters(search_trial, setup=setup, data=data), TRIAL_DRIVER_RESOURCES)
+    return tune.with_resources(tune.with_parameters(search_trial, setup=setup, data=DataHandle.put(data)),
+                               TRIAL_DRIVER_RESOURCES)
 
 
 def genotype_id(run_id: str, client: Any) -> str:

@@ -1,0 +1,134 @@
+"""The Ray Train loop of one search trial, run on every worker: resume or start, search, checkpoint and log after
+every epoch. Only the workers import this module (it brings torch, torchvision and the search core); the trial's
+driver (``dasvit.platform.trial``) does not, which keeps each trial's start light.
+
+Rank 0 checkpoints after every epoch (weights, alpha, optimisers, stage, op masks, the MLflow run id) and logs to
+MLflow, also after every epoch, because ASHA kills a stopped trial without warning. After a worker failure Ray
+Train restarts the group from the last checkpoint (``FailureConfig``) and the trial goes on in the same MLflow run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import ray
+import ray.train
+import torch
+from ray.train import Checkpoint
+
+from dasvit.io import atomic_torch_save
+from dasvit.metrics import count_macs, count_params
+from dasvit.model import build_model
+from dasvit.platform import tracking
+from dasvit.platform.overhead import Overhead
+from dasvit.platform.trial import WorkerConfig
+from dasvit.search import EpochRecord, SearchRun
+
+STATE_FILE = "search_state.pt"
+RUN_FILE = "mlflow_run.json"
+FAULT_ENV = "DASVIT_TEST_FAULT"  # tests only: "raise@<epoch>" or "kill@<epoch>" (global epoch, after its checkpoint)
+FAULT_ONCE_ENV = "DASVIT_TEST_FAULT_ONCE"  # tests only: a path; the fault fires only while it does not exist
+
+
+def _maybe_inject_fault(epoch: int) -> None:
+    """Fault injection for the reliability tests; inert unless ``DASVIT_TEST_FAULT`` is set."""
+    spec = os.environ.get(FAULT_ENV)
+    if not spec:
+        return
+    kind, _, at = spec.partition("@")
+    if epoch != int(at):
+        return
+    once = os.environ.get(FAULT_ONCE_ENV)
+    if once:
+        try:
+            Path(once).touch(exist_ok=False)
+        except FileExistsError:
+            return
+    if kind == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    raise RuntimeError(f"injected failure at epoch {epoch} ({FAULT_ENV}={spec})")
+
+
+def genotype_size(run: SearchRun) -> tuple[int, int]:
+    """Params and MACs of the network the current alpha would discretise to."""
+    spec = run.input_spec
+    model = build_model(run.genotype(), spec.image_size, spec.in_chans, spec.num_classes)
+    return count_params(model), count_macs(model, spec.image_size, spec.in_chans)
+
+
+def restore_checkpoint(run: SearchRun) -> str | None:
+    """Load the trial's last Ray Train checkpoint into ``run``, if there is one; return its MLflow run id."""
+    restored = ray.train.get_checkpoint()
+    if restored is None:
+        return None
+    with restored.as_directory() as folder:
+        run.load_state_dict(torch.load(Path(folder) / STATE_FILE, map_location=run.device, weights_only=True))
+        return json.loads((Path(folder) / RUN_FILE).read_text())["run_id"]
+
+
+def write_checkpoint(folder: str, run: SearchRun, run_id: str) -> Checkpoint:
+    atomic_torch_save(Path(folder) / STATE_FILE, run.state_dict())
+    (Path(folder) / RUN_FILE).write_text(json.dumps({"run_id": run_id}))
+    return Checkpoint.from_directory(folder)
+
+
+def search_worker(config: WorkerConfig, data_ref: ray.ObjectRef) -> None:
+    """The Ray Train loop run on every worker: resume or start, search, checkpoint and log after every epoch.
+    The data set comes from the object store (``data_ref``), loaded once by the sweep, not by every worker."""
+    overhead = Overhead()
+    overhead.add("worker_group_start", time.time() - config.trial_started_at)  # with the worker's imports
+    torch.set_num_threads(max(1, int(config.cpus_per_worker)))
+    rank = ray.train.get_context().get_world_rank()
+    with overhead.timed("data_loading"):
+        data = ray.get(data_ref)
+    with overhead.timed("model_build"):
+        run = SearchRun(config.search, data, device=ray.train.torch.get_device(), fused=config.fused,
+                        precision=config.precision)
+    with overhead.timed("mlflow_logging"):
+        client = tracking.client_for(config.tracking_uri)
+    with overhead.timed("checkpointing"):
+        run_id = restore_checkpoint(run)
+    if rank == 0 and run_id is None:
+        with overhead.timed("mlflow_logging"):
+            run_id = tracking.trial_run(client, config.experiment_id, config.parent_run_id, config.trial_id,
+                                        config.trial_name, config.search, config.workers)
+
+    def epoch_metrics(search: SearchRun, record: EpochRecord) -> dict[str, Any]:
+        params, macs = genotype_size(search)
+        return {**vars(record), "epochs_done": record.global_epoch + 1, "genotype_params": params,
+                "genotype_macs": macs, "mlflow_run_id": run_id or ""}
+
+    def on_epoch_end(search: SearchRun, record: EpochRecord) -> None:
+        with overhead.timed("genotype_size"):
+            metrics = epoch_metrics(search, record)
+        with tempfile.TemporaryDirectory() as folder:
+            checkpoint = None
+            if rank == 0:
+                with overhead.timed("mlflow_logging"):
+                    tracking.log_epoch(client, run_id, search, metrics, record)
+                with overhead.timed("checkpointing"):
+                    checkpoint = write_checkpoint(folder, search, run_id)
+                if search.finished:  # before the last report: on it ASHA stops the trial (max_t) without warning
+                    tracking.log_metrics(client, run_id, overhead.metrics(), step=0)
+                    tracking.end_run(client, run_id, "FINISHED")
+            with overhead.timed("report"):
+                ray.train.report(metrics, checkpoint=checkpoint)
+        if rank == 0:
+            _maybe_inject_fault(record.global_epoch)
+
+    try:
+        if run.finished:  # restored after its last epoch (the sweep died before Tune saw it): report that again
+            if rank == 0:
+                tracking.end_run(client, run_id, "FINISHED")
+            ray.train.report(epoch_metrics(run, run.history[-1]))
+        run.run(on_epoch_end=on_epoch_end)
+    except BaseException as err:
+        if rank == 0 and run_id is not None:
+            client.set_tag(run_id, "error", repr(err)[:5000])
+        raise
