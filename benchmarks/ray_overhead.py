@@ -76,8 +76,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         parts = trial_parts(Path(workdir), list(trials["search_run_id"]))
         ray.shutdown()
         ray_start_seconds, train_floor_seconds = ray_start_and_train_floor(Path(workdir))
-    driver_import_seconds = fresh_import_seconds("dasvit.platform.trial")  # each trial's driver process
-    worker_import_seconds = fresh_import_seconds("dasvit.platform.trial_worker")  # each Train worker
+    driver_import_seconds, worker_import_seconds = trial_import_seconds()
 
     torch.set_num_threads(cpus)
     data = load_data(DataConfig(args.dataset))
@@ -144,10 +143,15 @@ def ray_start_and_train_floor(workdir: Path) -> tuple[float, float]:
     return ray_start, floor
 
 
-def fresh_import_seconds(module: str) -> float:
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", f"import {module}"], check=True)
-    return time.perf_counter() - start
+def trial_import_seconds() -> tuple[float, float]:
+    """Import times in a fresh interpreter of what a trial's driver imports (``dasvit.platform.trial``) and of what
+    each Train worker imports (``trial_worker``, which imports the driver's module first: so, one interpreter)."""
+    code = ("import json, time; start = time.perf_counter(); import dasvit.platform.trial; "
+            "driver = time.perf_counter() - start; import dasvit.platform.trial_worker; "
+            "print(json.dumps([driver, time.perf_counter() - start]))")
+    done = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    driver, worker = json.loads(done.stdout.strip().splitlines()[-1])
+    return driver, worker
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from dasvit.search import SearchRun
 from dasvit.platform import sweep_run, tracking
 from dasvit.platform.config import SweepConfig
 from dasvit.platform.ray_session import RAY_ENV, release_leftover_placement_groups
+from dasvit.platform.retrain_jobs import main as retrain_main
 from dasvit.platform.retrain_jobs import top_search_runs
 from dasvit.platform.sweep import main
 
@@ -119,6 +120,21 @@ def test_sweep_writes_the_results_table(sweep):
     assert {"fairness_lambda", "keep_ratio", "val_acc", "params", "macs", "genotype_id", "status", "test_acc"} <= set(table)
     assert table["test_acc"].notna().sum() == 1
     assert set(table["search_run_id"]) == {r.info.run_id for r in _kind(runs, "search")}
+
+
+def test_retrain_entry_point_retrains_an_experiments_best_genotype(sweep, capsys):
+    """``experiments/retrain.py``: the best genotype an experiment logged, retrained as a Ray task on the data set the
+    entry point loaded before starting Ray; a run of its own, FINISHED, with a test accuracy."""
+    workdir, client, runs = sweep
+    uri = tracking.default_tracking_uri(workdir)
+    assert retrain_main(["--experiment", "tiny", "--top", "1", "--epochs", "1", "--tracking-uri", uri]) == 0
+    before = {r.info.run_id for r in runs}
+    experiment_id = client.get_experiment_by_name("tiny").experiment_id
+    (new,) = [r for r in _kind(client.search_runs([experiment_id]), "retrain") if r.info.run_id not in before]
+    assert new.info.status == "FINISHED" and 0 <= new.data.metrics["test_acc"] <= 1
+    assert "test_acc" in capsys.readouterr().out
+    assert retrain_main(["--experiment", "nosuch", "--tracking-uri", uri]) == 2
+    assert "no MLflow experiment 'nosuch'" in capsys.readouterr().err
 
 
 def _alpha_sync_loop(config: dict) -> None:
