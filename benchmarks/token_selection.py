@@ -148,6 +148,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--image-size", type=int)
     parser.add_argument("--patch-size", type=int)
     parser.add_argument("--embed-dim", type=int, default=SearchConfig.embed_dim)
+    parser.add_argument("--ops", default=",".join(SearchConfig.ops), help="candidate ops (default: the search's)")
     parser.add_argument("--batch-size", type=int, default=SearchConfig.batch_size)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
@@ -161,6 +162,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     torch.manual_seed(0)
     data = load_data(DataConfig(args.dataset, image_size=args.image_size))
     base = SearchConfig(data=DataConfig(args.dataset, image_size=args.image_size), patch_size=args.patch_size,
+                        ops=tuple(args.ops.split(",")),
                         embed_dim=args.embed_dim, batch_size=args.batch_size)
     rows = []
     paths = args.paths.split(",")
