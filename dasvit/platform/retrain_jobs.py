@@ -90,19 +90,19 @@ def retrain_task(job: RetrainJob, data: ImageData) -> dict[str, Any]:
 
 
 def retrain_top(
-    candidates: pd.DataFrame, *, tracking_uri: str, experiment_id: str, data: DataConfig, loaded: ImageData,
+    candidates: pd.DataFrame, *, tracking_uri: str, experiment_id: str, data: DataConfig, data_ref: ray.ObjectRef,
     epochs: int, seed: int,
     cpus: float, gpus: float, parent_run_id: str | None = None, stop: Callable[[], bool] = lambda: False,
     precision: str = "fp32",
 ) -> pd.DataFrame:
     """Retrain every candidate in parallel, except those the sweep already retrained (a resumed sweep); return the
-    candidates with the retraining results joined on. ``loaded`` is the data set ``data`` names, already loaded: it
-    goes to every task through one copy in the object store. ``stop()`` true cancels the retrainings still running."""
+    candidates with the retraining results joined on. ``data_ref`` holds the data set ``data`` names, already loaded
+    and put in the object store once: every task reads that copy. ``stop()`` true cancels the retrainings still
+    running."""
     config = RetrainConfig(data=data, epochs=epochs, seed=seed)
     already = tracking.finished_retrains(tracking.client_for(tracking_uri), experiment_id, parent_run_id)
     jobs = [RetrainJob(row.search_run_id, row.trial_id, config, tracking_uri, experiment_id, parent_run_id, cpus, gpus,
                        precision) for row in candidates.itertuples() if row.search_run_id not in already]
-    data_ref = ray.put(loaded)
     pending = [retrain_task.options(**task_resources(cpus, gpus)).remote(job, data_ref) for job in jobs]
     print(f"retraining {len(jobs)} genotype(s) from scratch in parallel, {epochs} epochs each"
           + (f" ({len(candidates) - len(jobs)} already retrained)" if len(jobs) < len(candidates) else "") + " ...",
@@ -160,6 +160,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"Ray dashboard: {connect_ray(args.address)}")
     table = retrain_top(candidates, tracking_uri=tracking_uri, experiment_id=experiment.experiment_id, data=data,
-                        loaded=loaded, epochs=args.epochs, seed=args.seed, cpus=args.cpus, gpus=args.gpus)
+                        data_ref=ray.put(loaded), epochs=args.epochs, seed=args.seed, cpus=args.cpus, gpus=args.gpus)
     print(table.drop(columns=["search_run_id", "retrain_run_id"]).to_string(index=False))
     return 0

@@ -49,7 +49,7 @@ def param_space(config: SweepConfig) -> dict[str, Any]:
 
 
 def make_tuner(config: SweepConfig, name: str, storage_path: str, study_path: Path, setup: TrialSetup,
-               data: ImageData) -> tune.Tuner:
+               data: DataHandle) -> tune.Tuner:
     metrics, modes = [config.metric], ["max"]
     if config.objective2:
         metrics.append(OBJECTIVE2_METRIC[config.objective2])
@@ -81,10 +81,9 @@ def make_scheduler(config: SweepConfig) -> ASHAScheduler:
 TRIAL_DRIVER_RESOURCES = {"cpu": 0, "memory": 256 * 2**20}
 
 
-def trainable(setup: TrialSetup, data: ImageData) -> Any:
+def trainable(setup: TrialSetup, data: DataHandle) -> Any:
     """The trial driver, with the data set the sweep loaded once handed over through Ray's object store."""
-    return tune.with_resources(tune.with_parameters(search_trial, setup=setup, data=DataHandle.put(data)),
-                               TRIAL_DRIVER_RESOURCES)
+    return tune.with_resources(tune.with_parameters(search_trial, setup=setup, data=data), TRIAL_DRIVER_RESOURCES)
 
 
 def genotype_id(run_id: str, client: Any) -> str:
@@ -165,7 +164,8 @@ def run(args: argparse.Namespace, config: SweepConfig, argv: Sequence[str] | Non
 def run_sweep(plan: SweepPlan, argv: Sequence[str] | None, interrupt: Interrupt) -> int:
     """Tune phase, then retraining, then the results table; stops early (exit 130/143) on an interrupt."""
     config, client = plan.config, plan.client
-    parent_run_id, tuner = resume_or_start(plan)
+    data = DataHandle.put(plan.data)  # one copy in the object store for every trial, worker and retraining
+    parent_run_id, tuner = resume_or_start(plan, data)
     start = time.perf_counter()
     results = tuner.fit() if interrupt.signum is None else None
     if interrupt.signum is not None:
@@ -182,7 +182,7 @@ def run_sweep(plan: SweepPlan, argv: Sequence[str] | None, interrupt: Interrupt)
             print(f"released {released} placement group(s) left by stopped trials")
         candidates = top_search_runs(plan.tracking_uri, plan.experiment_id, config.retrain.top_k, parent_run_id)
         retrained = retrain_top(candidates, tracking_uri=plan.tracking_uri, experiment_id=plan.experiment_id,
-                                data=config.data, loaded=plan.data, epochs=config.retrain.epochs, seed=config.seed,
+                                data=config.data, data_ref=data.ref, epochs=config.retrain.epochs, seed=config.seed,
                                 cpus=config.retrain.cpus, gpus=config.retrain.gpus, parent_run_id=parent_run_id,
                                 precision=config.precision, stop=lambda: interrupt.signum is not None)
         if interrupt.signum is not None:
@@ -229,13 +229,13 @@ def _without_name_flags(flags: list[str]) -> list[str]:
     return kept
 
 
-def resume_or_start(plan: SweepPlan) -> tuple[str, tune.Tuner]:
+def resume_or_start(plan: SweepPlan, data: DataHandle) -> tuple[str, tune.Tuner]:
     """The sweep's MLflow parent run and tuner: restored from storage when resuming, else new."""
     config, client, name, resumed = plan.config, plan.client, plan.name, plan.resumed
     if resumed is not None:
         client.update_run(resumed.parent_run_id, status="RUNNING")
         tuner = tune.Tuner.restore(f"{plan.storage_path.rstrip('/')}/{name}", resume_unfinished=True, resume_errored=False,
-                                   trainable=trainable(TrialSetup.from_dict(resumed.setup), plan.data))
+                                   trainable=trainable(TrialSetup.from_dict(resumed.setup), data))
         print(f"resuming sweep {name}")
         return resumed.parent_run_id, tuner
     parent_run_id = tracking.start_run(client, plan.experiment_id, name, "sweep", tags={"dataset": config.data.dataset})
@@ -248,4 +248,4 @@ def resume_or_start(plan: SweepPlan) -> tuple[str, tune.Tuner]:
     )
     sweep_state.write_state(plan.state_dir, SweepState(name, parent_run_id, setup.to_dict()))
     return parent_run_id, make_tuner(config, name, plan.storage_path, optuna_path(plan.state_dir, name), setup,
-                                     plan.data)
+                                     data)
