@@ -38,6 +38,7 @@ from dasvit.config import DataConfig, SearchConfig
 from dasvit.data import load_data, make_loader
 from dasvit.metrics import peak_memory_during
 from dasvit.search import SearchRun
+from dasvit.vocabulary import COMPILE_MODES, validate_compile
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -154,10 +155,20 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--profile", action="store_true", help="print the top ops of one step per r")
     parser.add_argument("--paths", default="eager",
-                        help="comma-separated: eager or fused mixed ops, each optionally +inductor, +cudagraphs or +trace")
+                        help="comma-separated: eager or fused mixed ops, each optionally +MODE, a compile mode "
+                             f"({', '.join(COMPILE_MODES)})")
     parser.add_argument("--tag", default=None, help="results file stem (default: token_selection_<device>)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    paths = args.paths.split(",")
+    for path in paths:
+        ops, _, compile_mode = path.partition("+")
+        if ops not in ("eager", "fused"):
+            parser.error(f"path {path!r}: mixed ops {ops!r} are not eager or fused")
+        try:
+            validate_compile(compile_mode or "off", torch.device(args.device).type)
+        except ValueError as err:
+            parser.error(f"path {path!r}: {err}")
     device, dtype = torch.device(args.device), DTYPES[args.dtype]
     torch.manual_seed(0)
     data = load_data(DataConfig(args.dataset, image_size=args.image_size))
@@ -165,7 +176,6 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
                         ops=tuple(args.ops.split(",")),
                         embed_dim=args.embed_dim, batch_size=args.batch_size)
     rows = []
-    paths = args.paths.split(",")
     for ratio in [float(r) for r in args.ratios.split(",")]:
         for path in paths:
             rows.append({"path": path, "keep_ratio": ratio, **measure(

@@ -62,7 +62,7 @@ class Architect:
         forward: Callable[..., torch.Tensor] | None = None,
     ):
         self.model = model
-        self.forward = forward if forward is not None else model  # the search step's (possibly compiled) call of the supernet
+        self.forward = forward if forward is not None else model  # the step's (maybe compiled) supernet call
         self.fairness_lambda = validate_lambda(fairness_lambda)  # as Supernet validates its keep ratio
         self.second_order = second_order
         self.families = model.space.families

@@ -61,7 +61,8 @@ def test_experiment_script_smoke(name, shared):
 
 def test_token_selection_benchmark_smoke(tmp_path):
     run_script("benchmarks/token_selection.py", "--dataset", "digits", "--embed-dim", "16", "--steps", "1",
-               "--warmup", "0", "--ratios", "0.25,1.0", "--paths", "eager,fused+trace", "--ops", "none,skip,attn_h2,mlp_r2,conv_k3", "--out", str(tmp_path),
+               "--warmup", "0", "--ratios", "0.25,1.0", "--paths", "eager,fused+trace",
+               "--ops", "none,skip,attn_h2,mlp_r2,conv_k3", "--out", str(tmp_path),
                cwd=tmp_path)
     rows = json.loads((tmp_path / "token_selection_cpu.json").read_text())["rows"]
     assert [(r["path"], r["keep_ratio"]) for r in rows] == [("eager", 0.25), ("fused+trace", 0.25), ("eager", 1.0),
