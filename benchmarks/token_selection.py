@@ -151,6 +151,9 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--embed-dim", type=int, default=SearchConfig.embed_dim)
     parser.add_argument("--ops", default=",".join(SearchConfig.ops), help="candidate ops (default: the search's)")
     parser.add_argument("--batch-size", type=int, default=SearchConfig.batch_size)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's, one per core); a default sweep's Train worker "
+                             "has 1 CPU and runs 1 thread")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--profile", action="store_true", help="print the top ops of one step per r")
@@ -169,6 +172,10 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
             validate_compile(compile_mode or "off", torch.device(args.device).type)
         except ValueError as err:
             parser.error(f"path {path!r}: {err}")
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error(f"--threads {args.threads}: must be >= 1")
+        torch.set_num_threads(args.threads)
     device, dtype = torch.device(args.device), DTYPES[args.dtype]
     torch.manual_seed(0)
     data = load_data(DataConfig(args.dataset, image_size=args.image_size))
@@ -194,7 +201,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
             "dataset": args.dataset,
             "image_size": data.native_size if args.image_size is None else args.image_size,
             "patch_size": base.resolved_patch_size, "embed_dim": args.embed_dim, "batch_size": args.batch_size,
-            "stage0_depth": base.stages[0].depth, "ops": list(base.ops), "steps": args.steps}
+            "stage0_depth": base.stages[0].depth, "ops": list(base.ops), "steps": args.steps,
+            "threads": torch.get_num_threads()}
     if device.type == "cuda":
         meta["matmul_peak_tflops"] = matmul_peak(device, dtype) / 1e12
         table["fraction_of_matmul_peak"] = table["achieved_tflops"] / meta["matmul_peak_tflops"]

@@ -3,6 +3,7 @@ its results files and logs a finished MLflow parent run with one child run per s
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -62,9 +63,11 @@ def test_experiment_script_smoke(name, shared):
 def test_token_selection_benchmark_smoke(tmp_path):
     run_script("benchmarks/token_selection.py", "--dataset", "digits", "--embed-dim", "16", "--steps", "1",
                "--warmup", "0", "--ratios", "0.25,1.0", "--paths", "eager,fused+trace",
-               "--ops", "none,skip,attn_h2,mlp_r2,conv_k3", "--out", str(tmp_path),
+               "--ops", "none,skip,attn_h2,mlp_r2,conv_k3", "--threads", "1", "--out", str(tmp_path),
                cwd=tmp_path)
-    rows = json.loads((tmp_path / "token_selection_cpu.json").read_text())["rows"]
+    results = json.loads((tmp_path / "token_selection_cpu.json").read_text())
+    rows = results["rows"]
+    assert results["meta"]["threads"] == 1 and "1 threads" in results["meta"]["device"]
     assert [(r["path"], r["keep_ratio"]) for r in rows] == [("eager", 0.25), ("fused+trace", 0.25), ("eager", 1.0),
                                                              ("fused+trace", 1.0)]
     assert rows[0]["step_gflop"] < rows[2]["step_gflop"] and rows[0]["peak_mem_mb"] < rows[2]["peak_mem_mb"]
@@ -72,6 +75,19 @@ def test_token_selection_benchmark_smoke(tmp_path):
     # a compiled path's FLOPs are its uncompiled twin's: the fused op folds weights, a few FLOPs more than eager
     assert rows[1]["step_gflop"] > rows[0]["step_gflop"] and rows[3]["step_gflop"] > rows[2]["step_gflop"]
     assert (tmp_path / "token_selection_cpu.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("args,needle", [(["--threads", "0"], "--threads 0: must be >= 1"),
+                                         (["--paths", "eager,fusd"], "path 'fusd'"),
+                                         (["--paths", "eager+cudagraphs"], "path 'eager+cudagraphs'")])
+def test_token_selection_benchmark_usage_errors_exit_2(args, needle, tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("token_selection_benchmark", REPO / "benchmarks/token_selection.py")
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    with pytest.raises(SystemExit) as exit_info:
+        benchmark.main([*args, "--out", str(tmp_path)])
+    assert exit_info.value.code == 2 and needle in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # nothing measured, nothing written
 
 
 def test_scaling_benchmark_smoke(tmp_path):
