@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -77,11 +78,14 @@ def test_token_selection_benchmark_smoke(tmp_path):
     assert (tmp_path / "token_selection_cpu.png").stat().st_size > 0
 
 
-@pytest.mark.parametrize("args,needle", [(["--threads", "0"], "--threads 0: must be >= 1"),
-                                         (["--paths", "eager,fusd"], "path 'fusd'"),
-                                         (["--paths", "eager+cudagraphs"], "path 'eager+cudagraphs'")])
-def test_token_selection_benchmark_usage_errors_exit_2(args, needle, tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("token_selection_benchmark", REPO / "benchmarks/token_selection.py")
+@pytest.mark.parametrize("script,args,needle", [
+    ("token_selection", ["--threads", "0"], "--threads 0: must be >= 1"),
+    ("token_selection", ["--paths", "eager,fusd"], "path 'fusd'"),
+    ("token_selection", ["--paths", "eager+cudagraphs"], "path 'eager+cudagraphs'"),
+    ("ray_overhead", ["--workers", "0"], "--workers 0: must be between 1 and"),
+])
+def test_benchmark_usage_errors_exit_2(script, args, needle, tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location(f"{script}_benchmark", REPO / "benchmarks" / f"{script}.py")
     benchmark = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(benchmark)
     with pytest.raises(SystemExit) as exit_info:
@@ -109,10 +113,12 @@ def test_fused_divergence_smoke(tmp_path):
 
 
 def test_ray_overhead_benchmark_smoke(tmp_path):
+    # as the default sweep runs a trial: 2 data-parallel workers sharing the CPUs
     run_script("benchmarks/ray_overhead.py", "--dataset", "digits", "--epochs", "1", "--trials", "1",
-               "--out", str(tmp_path), cwd=tmp_path)
-    summary = json.loads((tmp_path / "ray_overhead.json").read_text())["summary"]
+               "--workers", "2", "--tag", "overhead_2w", "--out", str(tmp_path), cwd=tmp_path)
+    summary = json.loads((tmp_path / "overhead_2w.json").read_text())["summary"]
     assert summary["trials"] == 1 and summary["sweep_s"] > 0 and summary["inprocess_s"] > 0
+    assert summary["workers_per_trial"] == 2 and summary["cpus_per_worker"] == (os.cpu_count() or 1) // 2
     parts = summary["parts_per_trial_s"]  # logged by the trial itself, so a new part cannot go unnoticed
     assert {"worker_group_start", "data_loading", "model_build", "mlflow_logging", "checkpointing", "report",
             "teardown", "search_epochs"} <= set(parts) and parts["search_epochs"] > 0
