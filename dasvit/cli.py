@@ -15,6 +15,7 @@ import yaml
 from dasvit.config import ConfigError, DataConfig, RetrainConfig, SearchConfig
 from dasvit.genotype import PRESETS, Genotype, GenotypeError, load_genotype
 from dasvit.io import CheckpointError
+from dasvit.quick_exit import freeze_heap_at_exit
 from dasvit.vocabulary import COMPILE_MODES, DATASETS, DataError, OpError, StageSpec, validate_compile
 
 # torch and the modules that need it are imported inside the commands, after the arguments are checked, so that a
@@ -214,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    freeze_heap_at_exit()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -20,6 +20,7 @@ from dasvit.data import DataError, ImageData, load_data
 from dasvit.genotype import genotype_from_dict
 from dasvit.platform import tracking
 from dasvit.platform.ray_session import connect_ray
+from dasvit.quick_exit import freeze_heap_at_exit
 from dasvit.retrain import retrain
 
 
@@ -126,6 +127,7 @@ def retrain_top(
 
 def main(argv: list[str] | None = None) -> int:
     """``experiments/retrain.py --experiment NAME --top K``: retrain the K best genotypes an experiment logged."""
+    freeze_heap_at_exit()
     parser = argparse.ArgumentParser(prog="retrain.py", description=main.__doc__)
     parser.add_argument("--experiment", required=True, help="MLflow experiment of the search runs")
     parser.add_argument("--top", type=int, default=2, help="how many genotypes to retrain (default 2)")

@@ -15,6 +15,7 @@ from typing import Sequence
 
 from dasvit.config import ConfigError
 from dasvit.platform.config import SweepConfig
+from dasvit.quick_exit import freeze_heap_at_exit
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,6 +56,7 @@ def load_config(args: argparse.Namespace) -> SweepConfig:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    freeze_heap_at_exit()
     args = build_parser().parse_args(argv)
     try:
         config = load_config(args)
