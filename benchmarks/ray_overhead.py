@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     table = pd.DataFrame(rows)
     summary = {
         "device": f"{platform.machine()} CPU, {cpus} cores", "trials": args.trials, "epochs_per_trial": 3 * args.epochs,
-        "workers_per_trial": args.workers, "cpus_per_worker": cpus // args.workers,
+        "workers_per_trial": config["workers_per_trial"], "cpus_per_worker": config["cpus_per_worker"],
         "sweep_s": sweep_seconds, "inprocess_s": inprocess_seconds, "ratio": sweep_seconds / inprocess_seconds,
         "overhead_per_trial_s": (sweep_seconds - inprocess_seconds) / args.trials,
         "mean_trial_inprocess_s": inprocess_seconds / args.trials,

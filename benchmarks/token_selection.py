@@ -108,10 +108,16 @@ def print_profile(run: SearchRun, batches: tuple, device: torch.device, dtype: t
     print(prof.key_averages().table(sort_by=sort, row_limit=15, max_name_column_width=40))
 
 
+def split_path(path: str) -> tuple[str, str]:
+    """``"fused+cudagraphs"`` -> ``("fused", "cudagraphs")``: the mixed-op implementation and the compile mode."""
+    ops, _, compile_mode = path.partition("+")
+    return ops, compile_mode or "off"
+
+
 def measure(config: SearchConfig, data: Any, device: torch.device, dtype: torch.dtype, steps: int,
             warmup: int, profile: bool = False, path: str = "eager") -> dict[str, Any]:
-    ops, _, compile_mode = path.partition("+")
-    run = SearchRun(config, data, device=device, fused=ops == "fused", compile_mode=compile_mode or "off")
+    ops, compile_mode = split_path(path)
+    run = SearchRun(config, data, device=device, fused=ops == "fused", compile_mode=compile_mode)
     train, val = (make_loader(s, config.batch_size, shuffle=True, seed=config.seed, drop_last=True)
                   for s in (run.train_set, run.val_set))
     (xt, yt), (xv, yv) = next(iter(train)), next(iter(val))
@@ -134,7 +140,7 @@ def measure(config: SearchConfig, data: Any, device: torch.device, dtype: torch.
         times.append(time.perf_counter() - start)
     if profile:
         print_profile(run, batches, device, dtype, config.keep_ratio)
-    uncompiled = run if not compile_mode else SearchRun(config, data, device=device, fused=ops == "fused")
+    uncompiled = run if compile_mode == "off" else SearchRun(config, data, device=device, fused=ops == "fused")
     return {"step_ms": 1e3 * statistics.median(times), "step_ms_min": 1e3 * min(times), "first_step_s": first_step,
             "peak_mem_mb": peak_step_memory(run, batches, device, dtype) / 2**20,
             "step_gflop": step_flops(uncompiled, batches, device, dtype) / 1e9}
@@ -165,11 +171,11 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     args = parser.parse_args(argv)
     paths = args.paths.split(",")
     for path in paths:
-        ops, _, compile_mode = path.partition("+")
+        ops, compile_mode = split_path(path)
         if ops not in ("eager", "fused"):
             parser.error(f"path {path!r}: mixed ops {ops!r} are not eager or fused")
         try:
-            validate_compile(compile_mode or "off", torch.device(args.device).type)
+            validate_compile(compile_mode, torch.device(args.device).type)
         except ValueError as err:
             parser.error(f"path {path!r}: {err}")
     if args.threads is not None:
