@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dasvit.token_selection import put_rows, take_rows, token_rows
 from dasvit.vocabulary import parse_op
 
 NORM_EPS = 1e-6  # every op's pre-norm uses it, so one normalisation per edge input serves all of them
@@ -50,6 +51,14 @@ class TokenContext:
             self._memo["normalised_bypass"] = F.layer_norm(self.bypass_patches, self.bypass_patches.shape[-1:],
                                                            eps=NORM_EPS)
         return self._memo["normalised_bypass"]
+
+    @property
+    def patch_rows(self) -> torch.Tensor:
+        """Rows of the selected patches in a (B * N, D) view of the patch grid (``token_selection.token_rows``),
+        computed once per block and shared by its conv ops."""
+        if "patch_rows" not in self._memo:
+            self._memo["patch_rows"] = token_rows(self.patch_index, self.grid[0] * self.grid[1])
+        return self._memo["patch_rows"]
 
 
 class Zero(nn.Module):
@@ -129,12 +138,11 @@ class GridConv(PreNormResidual):
         batch, _, dim = patches.shape
         height, width = ctx.grid
         if ctx.patch_index is not None:
-            gather_index = ctx.patch_index.unsqueeze(-1).expand(-1, -1, dim)
-            patches = canvas.scatter(1, gather_index, patches)
+            patches = put_rows(canvas, ctx.patch_rows, patches)
         grid = patches.transpose(1, 2).reshape(batch, dim, height, width)
         mixed = self.conv(grid).flatten(2).transpose(1, 2)
         if ctx.patch_index is not None:
-            mixed = mixed.gather(1, gather_index)
+            mixed = take_rows(mixed, ctx.patch_rows)
         return torch.cat([torch.zeros_like(cls), mixed], dim=1)
 
 

@@ -4,7 +4,15 @@ import pytest
 import torch
 from conftest import random_batch, tiny_supernet
 
-from dasvit.token_selection import cls_attention_scores, merge_tokens, num_kept, select_tokens
+from dasvit.token_selection import (
+    cls_attention_scores,
+    merge_tokens,
+    num_kept,
+    put_rows,
+    select_tokens,
+    take_rows,
+    token_rows,
+)
 from dasvit.vocabulary import validate_keep_ratio
 
 
@@ -69,3 +77,25 @@ def test_selection_of_every_token_equals_plain_darts():
     plain = model(images)
     model.keep_ratio = 0.99  # ceil(0.99 * 16) = 16: all tokens go through the selection/merge path
     assert torch.allclose(model(images), plain, atol=1e-5)
+
+
+def test_row_moves_equal_elementwise_gather_and_scatter_bit_for_bit():
+    """take_rows / put_rows move whole rows; values and gradients must be exactly those of gather / scatter."""
+    torch.manual_seed(0)
+    x = torch.randn(3, 9, 5, requires_grad=True)
+    values = torch.randn(3, 4, 5, requires_grad=True)
+    index = torch.rand(3, 9).topk(4, dim=1).indices.sort(dim=1).values
+    expanded = index.unsqueeze(-1).expand(-1, -1, 5)
+    rows = token_rows(index, 9)
+    assert torch.equal(rows[4:8], index[1] + 9)
+
+    def grads(out: torch.Tensor) -> list[torch.Tensor]:
+        return list(torch.autograd.grad((out * torch.arange(out.numel()).reshape(out.shape)).sum(), (x, values)))
+
+    taken, gathered = take_rows(x, rows), x.gather(1, expanded)
+    assert torch.equal(taken, gathered)
+    assert torch.equal(torch.autograd.grad(taken.pow(3).sum(), x)[0], torch.autograd.grad(gathered.pow(3).sum(), x)[0])
+    put, scattered = put_rows(x, rows, values), x.scatter(1, expanded, values)
+    assert torch.equal(put, scattered)
+    for ours, reference in zip(grads(put), grads(scattered)):
+        assert torch.equal(ours, reference)
