@@ -7,7 +7,11 @@ difference is what Ray, Tune, Train and the tracking cost. Wall times include ev
 Each trial logs its parts (``overhead_*_s``: worker-group start with the worker's imports, data loading, model
 build, MLflow logging, checkpointing, reports, genotype sizing, teardown) and each epoch's search time to MLflow;
 this script adds Ray's start, the import time of the trial module in a fresh interpreter, and the floor of Ray
-Train itself (a Tune trial whose TorchTrainer does nothing), and splits the per-trial overhead into those parts.
+Train itself (a Tune trial whose TorchTrainer of as many workers does nothing), and splits the per-trial overhead
+into those parts. While that empty trial runs, a sampler reads the title of every new process from ``/proc``
+(Ray names each actor's process ``ray::Class.method``), so the floor is also broken into the processes it starts,
+one after another: when each appeared, when it began its actor's work, and when it ended (``empty_trial_processes``;
+Linux only, empty elsewhere).
 
     python benchmarks/ray_overhead.py                 # K = 2 trials of 1.5-2 minutes each on 2 CPU cores
     python benchmarks/ray_overhead.py --epochs 1 --trials 2 --out /tmp/smoke   # smoke size
@@ -28,8 +32,10 @@ import platform
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import Any, Self
 
 import pandas as pd
 import ray
@@ -87,7 +93,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         trials = pd.read_csv(Path(workdir) / "ray_results" / "overhead-results.csv")
         parts = trial_parts(Path(workdir), list(trials["search_run_id"]))
         ray.shutdown()
-        ray_start_seconds, train_floor_seconds = ray_start_and_train_floor(Path(workdir))
+        ray_start_seconds, train_floor_seconds, floor_processes = ray_start_and_train_floor(Path(workdir), args.workers)
     driver_import_seconds, worker_import_seconds = trial_import_seconds()
 
     torch.set_num_threads(cpus)
@@ -116,6 +122,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         "trial_worker_import_s": worker_import_seconds,
         "empty_train_trial_s": train_floor_seconds,
         "parts_per_trial_s": parts.mean().to_dict(),
+        "empty_trial_processes": floor_processes,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.out / f"{args.tag}.csv", index=False)
@@ -136,24 +143,87 @@ def trial_parts(workdir: Path, run_ids: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def ray_start_and_train_floor(workdir: Path) -> tuple[float, float]:
-    """Seconds to start a local Ray (as the sweep does), and for a Tune trial whose one-worker TorchTrainer only
-    reports once: what Ray Train costs per trial before any of our code runs."""
+def ray_start_and_train_floor(workdir: Path, workers: int) -> tuple[float, float, list[dict[str, Any]]]:
+    """Seconds to start a local Ray (as the sweep does), and for a Tune trial whose TorchTrainer of ``workers``
+    workers only reports once: what Ray Train costs per trial before any of our code runs; with the processes that
+    trial started (``ProcessTimeline``), in seconds from the trial's submission."""
     start = time.perf_counter()
     connect_ray("local")
     ray_start = time.perf_counter() - start
 
     def empty_trial(_: dict) -> None:
-        TorchTrainer(lambda: ray.train.report({"done": 1}), scaling_config=ScalingConfig(num_workers=1),
+        TorchTrainer(lambda: ray.train.report({"done": 1}), scaling_config=ScalingConfig(num_workers=workers),
                      run_config=RunConfig(name="empty-train", storage_path=str(workdir / "floor"),
                                           callbacks=[TuneReportCallback()])).fit()
 
-    start = time.perf_counter()
-    tune.Tuner(tune.with_resources(empty_trial, TRIAL_DRIVER_RESOURCES),  # as the sweep's trials
-               run_config=tune.RunConfig(name="floor", storage_path=str(workdir / "floor"), verbose=0)).fit()
-    floor = time.perf_counter() - start
+    with ProcessTimeline() as timeline:
+        start = time.perf_counter()
+        tune.Tuner(tune.with_resources(empty_trial, TRIAL_DRIVER_RESOURCES),  # as the sweep's trials
+                   run_config=tune.RunConfig(name="floor", storage_path=str(workdir / "floor"), verbose=0)).fit()
+        floor = time.perf_counter() - start
     ray.shutdown()
-    return ray_start, floor
+    return ray_start, floor, timeline.processes()
+
+
+class ProcessTimeline:
+    """Samples ``/proc`` every 50 ms for processes that start inside the ``with`` block and the titles they take.
+
+    A Ray worker process is titled ``ray::IDLE`` until it is given an actor or task, then ``ray::Class.method``:
+    its first other ``ray::`` title is its role, and when it took it is when the process began working (after its
+    start and its imports)."""
+
+    def __init__(self, interval: float = 0.05):
+        self.interval = interval
+        self.seen: dict[int, list[tuple[float, str]]] = {}
+        self.ended: dict[int, float] = {}
+        self.stop = threading.Event()
+
+    def __enter__(self) -> Self:
+        self.before = set(self._titles())
+        self.start = time.monotonic()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        deadline = time.monotonic() + 3.0  # the trial's processes exit after Tune returns (Ray-wide actors never)
+        while time.monotonic() < deadline and self.seen.keys() - self.ended.keys():
+            time.sleep(self.interval)
+        self.stop.set()
+        self.thread.join()
+
+    @staticmethod
+    def _titles() -> dict[int, str]:
+        titles = {}
+        for entry in Path("/proc").glob("[0-9]*"):
+            try:
+                titles[int(entry.name)] = (entry / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+            except OSError:  # gone between listing and reading
+                continue
+        return titles
+
+    def _sample(self) -> None:
+        while not self.stop.wait(self.interval):
+            now, titles = time.monotonic() - self.start, self._titles()
+            for pid, title in titles.items():
+                if pid in self.before:
+                    continue
+                events = self.seen.setdefault(pid, [])
+                if not events or events[-1][1] != title:
+                    events.append((now, title))
+            for pid in self.seen.keys() - titles.keys():
+                self.ended.setdefault(pid, now)
+
+    def processes(self) -> list[dict[str, Any]]:
+        """Per new Ray worker process, in order of appearance: its role, and when it appeared, began working and
+        ended. Processes born with a ``ray::`` title are forks of a worker, not workers, and are left out."""
+        rows = []
+        for pid, events in sorted(self.seen.items(), key=lambda item: item[1][0][0]):
+            working = [(t, title) for t, title in events if title.startswith("ray::") and title != "ray::IDLE"]
+            if working and not events[0][1].startswith("ray::"):
+                rows.append({"role": working[0][1].removeprefix("ray::").split(".")[0], "appeared_s": events[0][0],
+                             "working_s": working[0][0], "ended_s": self.ended.get(pid)})
+        return rows
 
 
 def trial_import_seconds() -> tuple[float, float]:

@@ -124,6 +124,9 @@ def test_ray_overhead_benchmark_smoke(tmp_path):
             "teardown", "search_epochs"} <= set(parts) and parts["search_epochs"] > 0
     assert summary["empty_train_trial_s"] > 0 and summary["trial_driver_import_s"] > 0
     assert summary["trial_worker_import_s"] > 0
+    processes = summary["empty_trial_processes"]  # the empty trial's processes, read from /proc
+    assert [p["role"] for p in processes].count("RayTrainWorker") == 2  # its worker group, as large as the sweep's
+    assert all(0 <= p["appeared_s"] <= p["working_s"] for p in processes)
 
 
 def test_vit_b_memory_benchmark_smoke(tmp_path):
