@@ -2,7 +2,8 @@
 # Every GPU measurement of issues 9 and 10 in one device call (the lent machine has no network and no Ray/MLflow:
 # they travel as a prebuilt Python 3.12 site, .whl/site312.tar.xz, built by benchmarks/build_gpu_site.sh). Writes $OUT/results.tgz.
 #   bash benchmarks/gpu_session.sh          (on the device machine, from the repository root)
-# PARTS=sweep runs only the sweep, PARTS=compile only the compiled-step measurements of issue 9 (CUDA graphs);
+# PARTS=sweep runs only the sweep, PARTS=compile only the compiled-step measurements of issue 9 (CUDA graphs),
+# PARTS=exit only the probe of the slow exit after SIGTERM during GPU retraining (issue 10; ~4 min);
 # SWEEP_ARGS adds sweep.py flags (a shorter sweep when device time is short).
 set -u
 OUT=${OUT:-/tmp/gpu_out}
@@ -13,11 +14,19 @@ finish() { pkill -f "nvidia-smi --query" 2>/dev/null; tar -czf "$OUT/results.tgz
 trap finish EXIT
 DEADLINE=${DEADLINE:-570}
 { nvidia-smi; nproc; python3 -c "import torch, sys; print(sys.version); print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name())"; } > "$R/env.txt" 2>&1
-tar -xJf .whl/site312.tar.xz -C /tmp && export PYTHONPATH=/tmp/site312:$PWD
+tar -xJf .whl/site312.tar.xz -C /tmp && export PYTHONPATH=/tmp/site312:$PWD PATH=/tmp/site312/bin:$PATH
 python3 -c "import ray, mlflow, optuna, mlxtend; print('ray', ray.__version__, 'mlflow', mlflow.__version__, 'optuna', optuna.__version__)" 2>&1 | tail -3 | tee -a "$R/env.txt"
 echo "setup done at ${SECONDS}s"
 
 B="python3 benchmarks"
+if [ "${PARTS:-all}" = exit ]; then
+    # Issue 10: a short GPU sweep stopped by SIGTERM 5 s into its retraining; the driver's stacks (py-spy, in the
+    # site) at 2, 10 and 30 s, its processes every 0.25 s, and what outlives it.
+    timeout 420 $B/exit_after_sigterm.py --config experiments/configs/gpu.yaml --delay 5 --watch 120 \
+        --sweep-args "--num-trials 2 --epochs 1 --top-k 2 --retrain-epochs 30" --tag exit_after_sigterm_cuda \
+        --out "$R" 2>&1 | tail -30
+    exit 0
+fi
 if [ "${PARTS:-all}" = compile ]; then
     # Issue 9's GPU targets with the compiled step (dasvit.compiled): CUDA graphs of the traced step, and of inductor's
     # kernels, against the uncompiled fused step in the same run; first_step_s holds each compile.
