@@ -19,6 +19,7 @@ import pandas as pd
 from dasvit.config import DataConfig
 from dasvit.data import DEFAULTS
 from dasvit.genotype import Genotype, InputSpec
+from dasvit.quick_exit import freeze_heap_at_exit
 
 PAIRS = [("digits", "mnist5k"), ("mnist5k", "digits")]
 
@@ -71,4 +72,5 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
 
 
 if __name__ == "__main__":
+    freeze_heap_at_exit()  # no final collections over torch's heap at exit (~1 s)
     main()
