@@ -14,7 +14,9 @@ finish() { pkill -f "nvidia-smi --query" 2>/dev/null; tar -czf "$OUT/results.tgz
 trap finish EXIT
 DEADLINE=${DEADLINE:-570}
 { nvidia-smi; nproc; python3 -c "import torch, sys; print(sys.version); print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name())"; } > "$R/env.txt" 2>&1
-tar -xJf .whl/site312.tar.xz -C /tmp && export PYTHONPATH=/tmp/site312:$PWD PATH=/tmp/site312/bin:$PATH
+tar -xJf .whl/site312.tar.xz -C /tmp && export PYTHONPATH=/tmp/site312:$PWD
+# only py-spy goes on PATH: the site's other scripts (ray, mlflow ...) carry the build machine's interpreter path
+mkdir -p /tmp/site312_tools && ln -sf /tmp/site312/bin/py-spy /tmp/site312_tools/py-spy && export PATH=/tmp/site312_tools:$PATH
 python3 -c "import ray, mlflow, optuna, mlxtend; print('ray', ray.__version__, 'mlflow', mlflow.__version__, 'optuna', optuna.__version__)" 2>&1 | tail -3 | tee -a "$R/env.txt"
 echo "setup done at ${SECONDS}s"
 
