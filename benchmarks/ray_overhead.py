@@ -171,11 +171,12 @@ class ProcessTimeline:
 
     A Ray worker process is titled ``ray::IDLE`` until it is given an actor or task, then ``ray::Class.method``:
     its first other ``ray::`` title is its role, and when it took it is when the process began working (after its
-    start and its imports)."""
+    start and its imports). Children of those processes (a worker's own forks and subprocesses) are not workers."""
 
     def __init__(self, interval: float = 0.05):
         self.interval = interval
         self.seen: dict[int, list[tuple[float, str]]] = {}
+        self.parents: dict[int, int | None] = {}
         self.ended: dict[int, float] = {}
         self.stop = threading.Event()
 
@@ -198,7 +199,7 @@ class ProcessTimeline:
         titles = {}
         for entry in Path("/proc").glob("[0-9]*"):
             try:
-                titles[int(entry.name)] = (entry / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+                titles[int(entry.name)] = (entry / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace").strip()
             except OSError:  # gone between listing and reading
                 continue
         return titles
@@ -209,19 +210,28 @@ class ProcessTimeline:
             for pid, title in titles.items():
                 if pid in self.before:
                     continue
+                if pid not in self.seen:
+                    self.parents[pid] = self._parent(pid)
                 events = self.seen.setdefault(pid, [])
                 if not events or events[-1][1] != title:
                     events.append((now, title))
             for pid in self.seen.keys() - titles.keys():
                 self.ended.setdefault(pid, now)
 
+    @staticmethod
+    def _parent(pid: int) -> int | None:
+        try:
+            return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):  # gone already
+            return None
+
     def processes(self) -> list[dict[str, Any]]:
         """Per new Ray worker process, in order of appearance: its role, and when it appeared, began working and
-        ended. Processes born with a ``ray::`` title are forks of a worker, not workers, and are left out."""
+        ended."""
         rows = []
         for pid, events in sorted(self.seen.items(), key=lambda item: item[1][0][0]):
             working = [(t, title) for t, title in events if title.startswith("ray::") and title != "ray::IDLE"]
-            if working and not events[0][1].startswith("ray::"):
+            if working and self.parents.get(pid) not in self.seen:
                 rows.append({"role": working[0][1].removeprefix("ray::").split(".")[0], "appeared_s": events[0][0],
                              "working_s": working[0][0], "ended_s": self.ended.get(pid)})
         return rows
