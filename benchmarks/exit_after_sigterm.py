@@ -157,12 +157,18 @@ def _stat(pid: int) -> list[str] | None:
         return None
 
 
-def descendants(root: int) -> list[int]:
-    parents = {}
+def _all_stats() -> dict[int, list[str]]:
+    """The ``/proc/PID/stat`` fields (those after the command name) of every process."""
+    stats = {}
     for entry in Path("/proc").glob("[0-9]*"):
         fields = _stat(int(entry.name))
         if fields is not None:
-            parents[int(entry.name)] = int(fields[1])
+            stats[int(entry.name)] = fields
+    return stats
+
+
+def descendants(root: int) -> list[int]:
+    parents = {pid: int(fields[1]) for pid, fields in _all_stats().items()}
     found, frontier = [], [root]
     while frontier:
         children = [pid for pid, parent in parents.items() if parent in frontier]
@@ -174,12 +180,7 @@ def descendants(root: int) -> list[int]:
 def session_members(session: int) -> list[int]:
     """Processes of the session the driver leads (it was started in a new one), itself excluded: what would be
     left behind if it exited without stopping them."""
-    members = []
-    for entry in Path("/proc").glob("[0-9]*"):
-        fields = _stat(int(entry.name))
-        if fields is not None and int(fields[3]) == session and int(entry.name) != session:
-            members.append(int(entry.name))
-    return members
+    return [pid for pid, fields in _all_stats().items() if int(fields[3]) == session and pid != session]
 
 
 def roles(pids: list[int]) -> dict[str, int]:
