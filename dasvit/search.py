@@ -222,6 +222,10 @@ class SearchRun:
              "masks": [m.cpu().tolist() for m in self.model.masks]}
         )
 
+    def closes_stage(self, record: EpochRecord) -> bool:
+        """Whether ``record`` is the last epoch of its stage: where stage plots are drawn and trials are scored."""
+        return record.epoch + 1 == self.config.stages[record.stage].epochs
+
     def genotype(self) -> Genotype:
         meta = {"dataset": self.config.data.dataset, "keep_ratio": self.config.keep_ratio,
                 "fairness_lambda": self.config.fairness_lambda, "seed": self.config.seed,

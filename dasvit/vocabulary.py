@@ -157,6 +157,23 @@ def validate_precision(precision: str) -> str:
     return precision
 
 
+# What a sweep's trials are ranked by (``dasvit.objective``): a short retraining of the derived genotype scored on
+# search-val ("proxy", the default), or the supernet's own search-val accuracy ("supernet").
+OBJECTIVES = ("proxy", "supernet")
+
+
+def validate_objective(name: str) -> str:
+    if name not in OBJECTIVES:
+        raise ValueError(f"objective {name!r} is not one of {', '.join(OBJECTIVES)}")
+    return name
+
+
+def validate_max_macs(value: int | None) -> int | None:
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
+        raise ValueError(f"max_macs {value!r} must be a positive integer (MACs per image) or null")
+    return value
+
+
 # How the search step may be compiled (``dasvit.compiled``): off; only traced (TorchDynamo + AOT autograd, no code
 # generation: checks that the step captures as one graph); CUDA graphs of the traced step (no code generation);
 # inductor kernels; inductor kernels replayed as CUDA graphs.

@@ -28,7 +28,7 @@ from torch import nn
 
 from dasvit.checkpoint import resume
 from dasvit.config import DataConfig, RetrainConfig, SearchConfig
-from dasvit.data import ImageData, load_data
+from dasvit.data import ImageData, load_data, search_holdout
 from dasvit.genotype import Genotype
 from dasvit.io import atomic_write_text
 from dasvit.platform import tracking
@@ -137,16 +137,24 @@ class Experiment:
         return run
 
     def retrain(self, label: str, config: RetrainConfig, genotype: Genotype | None = None,
-                model: Callable[[ImageData], nn.Module] | None = None, model_name: str = "") -> dict[str, Any]:
-        """Test accuracy, params, MACs and seconds of training ``genotype`` (or ``model``) from scratch: cached."""
+                model: Callable[[ImageData], nn.Module] | None = None, model_name: str = "",
+                holdout_seed: int | None = None) -> dict[str, Any]:
+        """Test accuracy, params, MACs and seconds of training ``genotype`` (or ``model``) from scratch: cached.
+
+        With ``holdout_seed`` the network trains on the train half of that seed's search split and ``test_acc`` is
+        its accuracy on the search-val half (``dasvit.data.search_holdout``): a selection figure, never the test."""
         what = genotype.to_dict()["blocks"] if genotype is not None else model_name
         extra = ({"embed_dim": genotype.embed_dim, "patch_size": genotype.patch_size, "head": genotype.head}
                  if genotype is not None else {})
+        if holdout_seed is not None:
+            extra["holdout_seed"] = holdout_seed
         path = self.cache / "retrain" / f"{config_key(what, extra, asdict(config))}.json"
         if path.is_file():
             result = json.loads(path.read_text())
         else:
             data = self.data(config.data.dataset)
+            if holdout_seed is not None:
+                data = search_holdout(data, holdout_seed)
             if genotype is not None:
                 outcome = retrain(genotype, config, data)
             else:

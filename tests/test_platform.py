@@ -90,15 +90,37 @@ def test_sweep_logs_parent_and_one_child_per_trial(sweep):
 
 
 def test_sweep_retrains_the_best_genotype_and_links_it(sweep):
-    """Top 1: the best finished search by val accuracy (early-stopped ones only fill up the top k)."""
+    """Top 1: the search with the best objective (the proxy score of the genotype it hands back, finished or
+    stopped early), retrained from the genotype that was scored."""
     _, client, runs = sweep
     searches = {r.info.run_id: r for r in _kind(runs, "search")}
     (retrained,) = _kind(runs, "retrain")
     source = searches[retrained.data.tags["search_run_id"]]
-    finished = [r for r in searches.values() if r.info.status == "FINISHED"]
-    assert source.info.status == "FINISHED"
-    assert source.data.metrics["val_acc"] == max(r.data.metrics["val_acc"] for r in finished)
+    assert source.data.metrics["objective"] == max(r.data.metrics["objective"] for r in searches.values())
+    scored = tracking.load_genotype_artifact(client, source.info.run_id, tracking.SCORED_GENOTYPE)
+    assert client.download_artifacts(retrained.info.run_id, "genotype.json")
+    assert tracking.load_genotype_artifact(client, retrained.info.run_id)["blocks"] == scored["blocks"]
     assert {"test_acc", "params", "macs"} <= set(retrained.data.metrics)
+
+
+def test_trial_objective_is_the_proxy_score_of_the_scored_genotype(sweep):
+    """Each trial's objective, logged beside the supernet's val accuracy, is what ``proxy_score`` gives its scored
+    genotype when recomputed here: the proxy retraining on the search split, never the test split."""
+    from dasvit.objective import proxy_score
+
+    _, client, runs = sweep
+    config = SweepConfig.load(TINY)
+    data = _load_marked(config.data)
+    torch.set_num_threads(1)  # as the 1-CPU workers
+    for run in _kind(runs, "search"):
+        metrics = run.data.metrics
+        assert {"objective", "proxy_val_acc", "val_acc"} <= set(metrics)
+        assert metrics["objective"] == metrics["proxy_val_acc"]  # no MACs budget in tiny.yaml
+        genotype = genotype_from_dict(tracking.load_genotype_artifact(client, run.info.run_id,
+                                                                      tracking.SCORED_GENOTYPE))
+        again = proxy_score(genotype, data, config.data, split_seed=config.seed, epochs=config.proxy_epochs,
+                            seed=config.seed)
+        assert again.val_acc == pytest.approx(metrics["proxy_val_acc"], abs=2e-3)
 
 
 def test_trials_and_retraining_use_the_data_set_the_driver_loaded(sweep):
@@ -117,7 +139,9 @@ def test_sweep_writes_the_results_table(sweep):
     workdir, _, runs = sweep
     table = pd.read_csv(workdir / "ray_results" / "tiny-results.csv")
     assert len(table) == 2
-    assert {"fairness_lambda", "keep_ratio", "val_acc", "params", "macs", "genotype_id", "status", "test_acc"} <= set(table)
+    assert {"fairness_lambda", "keep_ratio", "objective", "proxy_val_acc", "val_acc", "params", "macs", "genotype_id",
+            "status", "test_acc"} <= set(table)
+    assert table["objective"].is_monotonic_decreasing  # best first
     assert table["test_acc"].notna().sum() == 1
     assert set(table["search_run_id"]) == {r.info.run_id for r in _kind(runs, "search")}
 
@@ -250,6 +274,10 @@ BAD_SWEEP_INPUT = [
     ({"num_trails": 3}, [], "unknown sweep config key(s): 'num_trails'"),
     ({"search": {"keep_raito": 0.3}}, [], "unknown search config key(s): 'keep_raito'"),
     ({}, ["--num-trials", "0"], "num_trials must be an integer >= 1, got 0"),
+    ({}, ["--objective", "val_loss"], "objective 'val_loss' is not one of proxy, supernet"),
+    ({"proxy_epochs": 0}, [], "proxy_epochs must be an integer >= 1, got 0"),
+    ({}, ["--max-macs", "0"], "max_macs 0 must be a positive integer"),
+    ({"max_macs": -3}, [], "max_macs -3 must be a positive integer"),
 ]
 
 
@@ -265,9 +293,9 @@ def test_bad_sweep_input_exits_2_and_writes_nothing(change, flags, needle, tmp_p
     assert not workdir.exists()  # no mlflow.db, no ray_results, no results table
 
 
-def test_retraining_prefers_finished_searches_over_early_stopped_ones(tmp_path):
-    """An early-stopped trial's genotype is from a shallower stage and its val accuracy is not comparable: it is
-    retrained only when fewer than k searches finished."""
+def test_supernet_ranking_prefers_finished_searches_over_early_stopped_ones(tmp_path):
+    """Ranked by the supernet's val accuracy, an early-stopped trial is not comparable with a finished one (its
+    supernet sits at a shallower stage): it is retrained only when fewer than k searches finished."""
     uri = tracking.default_tracking_uri(tmp_path)
     client = tracking.client_for(uri)
     experiment_id = tracking.ensure_experiment(client, "ranking", tmp_path / "artifacts")
@@ -313,3 +341,18 @@ def test_a_stopped_trial_that_logged_its_last_epoch_ends_finished(tmp_path):
     assert raced.info.status == "FINISHED" and raced.data.tags["status"] == "finished"
     assert stopped.info.status == "KILLED" and stopped.data.tags["status"] == "early_stopped"
     assert stopped.info.end_time == tracking.last_report_ms(client, runs["stopped"])
+
+
+def test_proxy_ranking_compares_stopped_and_finished_trials_alike(tmp_path):
+    """Proxy-scored runs rank by their objective alone: each is a short retraining of the genotype the run hands
+    back, finished or stopped early. Runs over a MACs budget (negative objective) come last."""
+    uri = tracking.default_tracking_uri(tmp_path)
+    client = tracking.client_for(uri)
+    experiment_id = tracking.ensure_experiment(client, "proxy-ranking", tmp_path / "artifacts")
+    parent = tracking.start_run(client, experiment_id, "sweep", "sweep")
+    for name, proxy, objective, status in (("finished", 0.80, 0.80, "FINISHED"), ("stopped", 0.85, 0.85, "KILLED"),
+                                           ("over-budget", 0.95, -0.2, "FINISHED")):
+        run_id = tracking.start_run(client, experiment_id, name, "search", tags={"trial_id": name}, parent_run_id=parent)
+        tracking.log_metrics(client, run_id, {"val_acc": 0.9, "proxy_val_acc": proxy, "objective": objective}, step=0)
+        tracking.end_run(client, run_id, status)
+    assert list(top_search_runs(uri, experiment_id, 3, parent)["trial_id"]) == ["stopped", "finished", "over-budget"]

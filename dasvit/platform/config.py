@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from dasvit.config import ConfigError, DataConfig, SearchConfig
-from dasvit.vocabulary import validate_precision
+from dasvit.vocabulary import validate_max_macs, validate_objective, validate_precision
 
 TUNABLE = {"fairness_lambda", "keep_ratio", "alpha_lr", "w_lr", "embed_dim", "batch_size"}
 OBJECTIVES2 = ("params", "macs")
@@ -55,7 +55,9 @@ class SweepConfig:
     precision: str = "fp32"  # bf16: autocast in search and retraining (GPU sweeps)
     fused: bool = False  # the fused mixed op (dasvit.fused): pays where the step is launch-bound (GPUs)
     seed: int = 0
-    metric: str = "val_acc"
+    objective: str = "proxy"  # what Optuna, ASHA and the choice of genotypes to retrain maximise (dasvit.objective)
+    proxy_epochs: int = 4  # epochs of the proxy retraining, at the end of every search stage
+    max_macs: int | None = None  # MACs per image the returned network may cost; more is scored below any within
     objective2: str | None = None
     tune: dict[str, dict[str, float]] = field(default_factory=dict)
     asha: AshaConfig = field(default_factory=AshaConfig)
@@ -113,8 +115,13 @@ class SweepConfig:
             raise ConfigError(str(err)) from None
         if not isinstance(self.fused, bool):
             raise ConfigError(f"fused must be true or false, got {self.fused!r}")
-        if self.metric not in ("val_acc",):
-            raise ConfigError(f"metric {self.metric!r}: only val_acc is reported by search trials")
+        try:
+            validate_objective(self.objective)
+            validate_max_macs(self.max_macs)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+        if not isinstance(self.proxy_epochs, int) or isinstance(self.proxy_epochs, bool) or self.proxy_epochs < 1:
+            raise ConfigError(f"proxy_epochs must be an integer >= 1, got {self.proxy_epochs!r}")
         for name, bounds in self.tune.items():
             if name not in TUNABLE:
                 raise ConfigError(f"tune: {name!r} is not tunable; choose from {', '.join(sorted(TUNABLE))}")

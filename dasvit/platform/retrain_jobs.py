@@ -25,21 +25,31 @@ from dasvit.retrain import retrain
 
 
 def top_search_runs(tracking_uri: str, experiment_id: str, k: int, parent_run_id: str | None = None) -> pd.DataFrame:
-    """The ``k`` best search runs that logged a genotype: finished searches by final ``val_acc``, then, only if
-    fewer than ``k`` finished, early-stopped ones. An early-stopped trial's genotype comes from an earlier, shallower
-    stage, and its val accuracy is not comparable with a finished search's (seen in the default sweep: a stage-0
-    trial outranked a finished one on val_acc and retrained 8 points worse)."""
+    """The ``k`` best search runs that logged a genotype, by their objective (``dasvit.platform.trial_score``).
+
+    Proxy-scored runs compare as they are, finished or stopped early: each score is a short retraining of the
+    genotype the run hands back. Runs ranked by the supernet's val accuracy (objective ``supernet``, or searches
+    that logged no objective) put finished searches first: an early-stopped trial's supernet sits at an earlier,
+    shallower stage, and its val accuracy is not comparable with a finished search's."""
     client = tracking.client_for(tracking_uri)
     query = f"tags.`{tracking.KIND_TAG}` = 'search' and status != 'FAILED'"
     if parent_run_id:
         query += f" and tags.`{tracking.PARENT_TAG}` = '{parent_run_id}'"
-    runs = [r for r in client.search_runs([experiment_id], filter_string=query, order_by=["metrics.val_acc DESC"],
-                                          max_results=10_000) if "val_acc" in r.data.metrics]
-    runs.sort(key=lambda r: r.info.status != "FINISHED")  # stable: keeps the val_acc order within each group
+    runs = [r for r in client.search_runs([experiment_id], filter_string=query, max_results=10_000)
+            if "val_acc" in r.data.metrics]
+
+    def rank(run: Any) -> tuple[int, float]:
+        metrics = run.data.metrics
+        if "proxy_val_acc" in metrics and "objective" in metrics:
+            return 0, -metrics["objective"]
+        return int(run.info.status != "FINISHED"), -metrics.get("objective", metrics["val_acc"])
+
+    runs.sort(key=rank)
     rows = [{"search_run_id": r.info.run_id, "trial_id": r.data.tags.get("trial_id", ""),
+             "objective": r.data.metrics.get("objective", r.data.metrics["val_acc"]),
              "search_val_acc": r.data.metrics.get("val_acc"), "dataset": r.data.tags.get("dataset", "")}
             for r in runs[:k]]
-    return pd.DataFrame(rows, columns=["search_run_id", "trial_id", "search_val_acc", "dataset"])
+    return pd.DataFrame(rows, columns=["search_run_id", "trial_id", "objective", "search_val_acc", "dataset"])
 
 
 @dataclass(frozen=True)
@@ -68,7 +78,7 @@ def retrain_task(job: RetrainJob, data: ImageData) -> dict[str, Any]:
     its search run."""
     torch.set_num_threads(max(1, int(job.cpus)))
     client = tracking.client_for(job.tracking_uri)
-    genotype = genotype_from_dict(tracking.load_genotype_artifact(client, job.search_run_id))
+    genotype = genotype_from_dict(tracking.selected_genotype(client, job.search_run_id))
     config = job.config.validate(genotype.patch_size)
     run_id = tracking.start_run(
         client, job.experiment_id, f"retrain-{job.trial_id or job.search_run_id[:8]}", "retrain",

@@ -28,6 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--top-k", type=int, help="genotypes to retrain after the sweep (0: none)")
     parser.add_argument("--retrain-epochs", type=int)
     parser.add_argument("--seed", type=int)
+    parser.add_argument("--objective", help="what ranks trials: proxy (a short retraining of each genotype, the "
+                        "default) or supernet (the supernet's search-val accuracy)")
+    parser.add_argument("--proxy-epochs", type=int, help="epochs of the proxy retraining at each stage's end")
+    parser.add_argument("--max-macs", type=int, help="MACs per image the returned network may cost")
     parser.add_argument("--workdir", default=".", help="where mlflow.db, mlartifacts/ and ray_results/ go (default .)")
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else "
                         "sqlite:///<workdir>/mlflow.db)")
@@ -45,7 +49,8 @@ def load_config(args: argparse.Namespace) -> SweepConfig:
     config = SweepConfig.load(args.config)
     data = config.to_dict()
     overrides = {"num_trials": args.num_trials, "workers_per_trial": args.workers, "experiment": args.experiment,
-                 "seed": args.seed}
+                 "seed": args.seed, "objective": args.objective, "proxy_epochs": args.proxy_epochs,
+                 "max_macs": args.max_macs}
     data.update({k: v for k, v in overrides.items() if v is not None})
     if args.epochs is not None:
         stages = data["search"].get("stages") or [vars(s) for s in config.base_search().stages]

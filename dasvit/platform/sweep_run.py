@@ -31,6 +31,7 @@ from dasvit.platform.retrain_jobs import retrain_top, top_search_runs
 from dasvit.platform.sweep_state import SweepState, optuna_path
 from dasvit.platform.trial import DataHandle, TrialSetup, search_trial
 
+OBJECTIVE_METRIC = "objective"  # what each trial reports (dasvit.platform.trial_score): proxy or supernet, in budget
 OBJECTIVE2_METRIC = {"params": "genotype_params", "macs": "genotype_macs"}
 
 
@@ -50,7 +51,7 @@ def param_space(config: SweepConfig) -> dict[str, Any]:
 
 def make_tuner(config: SweepConfig, name: str, storage_path: str, study_path: Path, setup: TrialSetup,
                data: DataHandle) -> tune.Tuner:
-    metrics, modes = [config.metric], ["max"]
+    metrics, modes = [OBJECTIVE_METRIC], ["max"]
     if config.objective2:
         metrics.append(OBJECTIVE2_METRIC[config.objective2])
         modes.append("min")
@@ -72,7 +73,7 @@ def make_scheduler(config: SweepConfig) -> ASHAScheduler:
     # Rungs by the trial's own epoch count: Tune's training_iteration restarts at 1 after a restore, so a restored
     # trial would be compared with the others at the wrong rung.
     return ASHAScheduler(
-        time_attr="epochs_done", metric=config.metric, mode="max", max_t=config.total_epochs,
+        time_attr="epochs_done", metric=OBJECTIVE_METRIC, mode="max", max_t=config.total_epochs,
         grace_period=config.asha.grace_period, reduction_factor=config.asha.reduction_factor, stop_last_trials=False,
     )
 
@@ -88,7 +89,7 @@ def trainable(setup: TrialSetup, data: DataHandle) -> Any:
 
 def genotype_id(run_id: str, client: Any) -> str:
     try:
-        genotype = tracking.load_genotype_artifact(client, run_id)
+        genotype = tracking.selected_genotype(client, run_id)
     except ConfigError:
         return ""
     return hashlib.sha1(json.dumps(genotype["blocks"], sort_keys=True).encode()).hexdigest()[:10]
@@ -106,6 +107,7 @@ def results_table(results: tune.ResultGrid, client: Any, tuned: list[str], total
         status = "error" if result.error else ("finished" if epochs >= total_epochs else "early_stopped")
         rows.append({
             "trial_id": metrics.get("trial_id", ""), **{name: result.config.get(name) for name in tuned},
+            "objective": metrics.get(OBJECTIVE_METRIC), "proxy_val_acc": metrics.get("proxy_val_acc"),
             "val_acc": metrics.get("val_acc"), "params": metrics.get("genotype_params"),
             "macs": metrics.get("genotype_macs"), "epochs": epochs,
             "genotype_id": genotype_id(run_id, client) if run_id else "",
@@ -188,11 +190,12 @@ def run_sweep(plan: SweepPlan, argv: Sequence[str] | None, interrupt: Interrupt)
         if interrupt.signum is not None:
             return stop_interrupted(interrupt, plan, parent_run_id, argv)
         table = table.merge(retrained[["search_run_id", "test_acc", "retrain_run_id"]], on="search_run_id", how="left")
-    table = table.sort_values("val_acc", ascending=False, na_position="last")
+    table = table.sort_values(OBJECTIVE_METRIC, ascending=False, na_position="last")
     csv_path = plan.state_dir / f"{plan.name}-results.csv"
     atomic_write_text(csv_path, table.to_csv(index=False))
     client.log_artifact(parent_run_id, str(csv_path))
     tracking.log_metrics(client, parent_run_id, {"sweep_seconds": time.perf_counter() - start,
+                                                  "best_objective": float(table[OBJECTIVE_METRIC].max()),
                                                   "best_val_acc": float(table["val_acc"].max())}, step=0)
     failed = int((table["status"] == "error").sum())
     tracking.end_run(client, parent_run_id, "FINISHED")
@@ -245,6 +248,7 @@ def resume_or_start(plan: SweepPlan, data: DataHandle) -> tuple[str, tune.Tuner]
         cpus_per_worker=config.cpus_per_worker, gpus_per_worker=config.gpus_per_worker, tracking_uri=plan.tracking_uri,
         experiment_id=plan.experiment_id, parent_run_id=parent_run_id, storage_path=plan.storage_path,
         max_failures=config.max_failures, precision=config.precision, fused=config.fused,
+        objective=config.objective, proxy_epochs=config.proxy_epochs, max_macs=config.max_macs,
     )
     sweep_state.write_state(plan.state_dir, SweepState(name, parent_run_id, setup.to_dict()))
     return parent_run_id, make_tuner(config, name, plan.storage_path, optuna_path(plan.state_dir, name), setup,

@@ -174,11 +174,11 @@ def log_epoch(client: MlflowClient, run_id: str, search: Any, metrics: dict[str,
     plots are drawn at the end of each stage only (0.24 s each time; the JSON they draw is logged every epoch), which
     is also where ASHA's rungs fall in the default schedule."""
     skip = ("global_epoch", "epochs_done", "mlflow_run_id")
-    log_metrics(client, run_id, {k: v for k, v in metrics.items() if k not in skip}, step=record.global_epoch)
+    log_metrics(client, run_id, {k: v for k, v in metrics.items() if k not in skip and v == v},  # NaN: no score yet
+                step=record.global_epoch)
     client.set_tag(run_id, "stage", str(record.stage))
     alpha = {"ops": list(search.config.ops), "epochs": search.alpha_history, "stages": search.stage_summaries}
-    stage_ends = record.epoch + 1 == search.config.stages[record.stage].epochs
-    log_search_artifacts(client, run_id, search.genotype(), alpha, plots=stage_ends)
+    log_search_artifacts(client, run_id, search.genotype(), alpha, plots=search.closes_stage(record))
 
 
 def find_trial_run(client: MlflowClient, experiment_id: str, parent_run_id: str, trial_id: str) -> str | None:
@@ -232,9 +232,20 @@ def finished_retrains(client: MlflowClient, experiment_id: str, parent_run_id: s
     return done
 
 
-def load_genotype_artifact(client: MlflowClient, run_id: str) -> dict[str, Any]:
+def load_genotype_artifact(client: MlflowClient, run_id: str, name: str = "genotype.json") -> dict[str, Any]:
     try:
-        path = client.download_artifacts(run_id, "genotype.json")
+        path = client.download_artifacts(run_id, name)
     except MlflowException as err:
         raise ConfigError(f"run {run_id} has no genotype.json artifact: {err}") from None
     return json.loads(Path(path).read_text())
+
+
+SCORED_GENOTYPE = "scored_genotype.json"
+
+
+def selected_genotype(client: MlflowClient, run_id: str) -> dict[str, Any]:
+    """The genotype a search run hands back: the one its objective scored last (``scored_genotype.json``, written
+    at stage ends), else its latest ``genotype.json``. A trial stopped by ASHA may log epochs past the rung it was
+    stopped at; its objective, and so the choice to retrain it, is about the scored genotype."""
+    names = {artifact.path for artifact in client.list_artifacts(run_id)}
+    return load_genotype_artifact(client, run_id, SCORED_GENOTYPE if SCORED_GENOTYPE in names else "genotype.json")

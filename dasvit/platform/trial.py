@@ -57,6 +57,9 @@ class TrialSetup:
     max_failures: int
     precision: str = "fp32"
     fused: bool = False
+    objective: str = "proxy"
+    proxy_epochs: int = 4
+    max_macs: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "search": self.search.to_dict()}
@@ -80,6 +83,9 @@ class WorkerConfig:
     trial_name: str
     precision: str = "fp32"
     fused: bool = False
+    objective: str = "proxy"
+    proxy_epochs: int = 4
+    max_macs: int | None = None
     trial_started_at: float = 0.0  # when the Tune trainable began: the worker group's start-up is measured from it
 
 
@@ -106,7 +112,8 @@ def search_trial(tuned: dict[str, Any], *, setup: TrialSetup, data: DataHandle) 
         search=trial_search_config(setup.search, tuned), workers=setup.workers_per_trial,
         cpus_per_worker=setup.cpus_per_worker, tracking_uri=setup.tracking_uri, experiment_id=setup.experiment_id,
         parent_run_id=setup.parent_run_id, trial_id=trial_id, trial_name=context.get_trial_name(),
-        precision=setup.precision, fused=setup.fused, trial_started_at=started_at,
+        precision=setup.precision, fused=setup.fused, objective=setup.objective, proxy_epochs=setup.proxy_epochs,
+        max_macs=setup.max_macs, trial_started_at=started_at,
     )
     trainer = TorchTrainer(
         partial(run_search_worker, worker, data.ref),  # one copy in the object store for all trials and workers

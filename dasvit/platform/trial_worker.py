@@ -28,6 +28,7 @@ from dasvit.model import build_model
 from dasvit.platform import tracking
 from dasvit.platform.overhead import Overhead
 from dasvit.platform.trial import WorkerConfig
+from dasvit.platform.trial_score import TrialScore
 from dasvit.search import EpochRecord, SearchRun
 
 STATE_FILE = "search_state.pt"
@@ -62,19 +63,21 @@ def genotype_size(run: SearchRun) -> tuple[int, int]:
     return count_params(model), count_macs(model, spec.image_size, spec.in_chans)
 
 
-def restore_checkpoint(run: SearchRun) -> str | None:
-    """Load the trial's last Ray Train checkpoint into ``run``, if there is one; return its MLflow run id."""
+def restore_checkpoint(run: SearchRun) -> tuple[str | None, TrialScore]:
+    """Load the trial's last Ray Train checkpoint into ``run``, if there is one; return its MLflow run id and the
+    trial's score as of that checkpoint."""
     restored = ray.train.get_checkpoint()
     if restored is None:
-        return None
+        return None, TrialScore()
     with restored.as_directory() as folder:
         run.load_state_dict(torch.load(Path(folder) / STATE_FILE, map_location=run.device, weights_only=True))
-        return json.loads((Path(folder) / RUN_FILE).read_text())["run_id"]
+        saved = json.loads((Path(folder) / RUN_FILE).read_text())
+        return saved["run_id"], TrialScore.from_dict(saved["score"])
 
 
-def write_checkpoint(folder: str, run: SearchRun, run_id: str) -> Checkpoint:
+def write_checkpoint(folder: str, run: SearchRun, run_id: str, score: TrialScore) -> Checkpoint:
     atomic_torch_save(Path(folder) / STATE_FILE, run.state_dict())
-    (Path(folder) / RUN_FILE).write_text(json.dumps({"run_id": run_id}))
+    (Path(folder) / RUN_FILE).write_text(json.dumps({"run_id": run_id, "score": score.to_dict()}))
     return Checkpoint.from_directory(folder)
 
 
@@ -93,27 +96,34 @@ def search_worker(config: WorkerConfig, data_ref: ray.ObjectRef) -> None:
     with overhead.timed("mlflow_logging"):
         client = tracking.client_for(config.tracking_uri)
     with overhead.timed("checkpointing"):
-        run_id = restore_checkpoint(run)
+        run_id, score = restore_checkpoint(run)
     if rank == 0 and run_id is None:
         with overhead.timed("mlflow_logging"):
             run_id = tracking.trial_run(client, config.experiment_id, config.parent_run_id, config.trial_id,
                                         config.trial_name, config.search, config.workers)
 
-    def epoch_metrics(search: SearchRun, record: EpochRecord) -> dict[str, Any]:
-        params, macs = genotype_size(search)
-        return {**vars(record), "epochs_done": record.global_epoch + 1, "genotype_params": params,
-                "genotype_macs": macs, "mlflow_run_id": run_id or ""}
+    def epoch_metrics(record: EpochRecord, params: int, macs: int) -> dict[str, Any]:
+        # the objective and the supernet's figure first: Tune's console table shows the first few metrics reported
+        return {"objective": score.objective, "val_acc": record.val_acc, "stage": record.stage,
+                "epochs_done": record.global_epoch + 1, **vars(record), "proxy_val_acc": score.proxy_val_acc,
+                "genotype_params": params, "genotype_macs": macs, "mlflow_run_id": run_id or ""}
 
     def on_epoch_end(search: SearchRun, record: EpochRecord) -> None:
         with overhead.timed("genotype_size"):
-            metrics = epoch_metrics(search, record)
+            params, macs = genotype_size(search)
+        with overhead.timed("objective"):  # every rank scores (the same result on each): none waits idle for rank 0
+            scored = score.update(search, record, macs, config.objective, config.proxy_epochs, config.max_macs, data,
+                                  config.precision)
+        metrics = epoch_metrics(record, params, macs)
         with tempfile.TemporaryDirectory() as folder:
             checkpoint = None
             if rank == 0:
                 with overhead.timed("mlflow_logging"):
                     tracking.log_epoch(client, run_id, search, metrics, record)
+                    if scored:
+                        client.log_text(run_id, search.genotype().to_json(), tracking.SCORED_GENOTYPE)
                 with overhead.timed("checkpointing"):
-                    checkpoint = write_checkpoint(folder, search, run_id)
+                    checkpoint = write_checkpoint(folder, search, run_id, score)
                 if search.finished:  # before the last report: on it ASHA stops the trial (max_t) without warning
                     tracking.log_metrics(client, run_id, overhead.metrics(), step=0)
                     tracking.end_run(client, run_id, "FINISHED")
@@ -126,7 +136,7 @@ def search_worker(config: WorkerConfig, data_ref: ray.ObjectRef) -> None:
         if run.finished:  # restored after its last epoch (the sweep died before Tune saw it): report that again
             if rank == 0:
                 tracking.end_run(client, run_id, "FINISHED")
-            ray.train.report(epoch_metrics(run, run.history[-1]))
+            ray.train.report(epoch_metrics(run.history[-1], *genotype_size(run)))
         run.run(on_epoch_end=on_epoch_end)
     except BaseException as err:
         if rank == 0 and run_id is not None:

@@ -1,0 +1,143 @@
+"""Which trial objective predicts the accuracy a genotype retrains to?
+
+Genotypes: the default search over a grid that spans the default sweep's space (seeds x keep ratio r x fairness
+lambda), identical genotypes counted once. Ground truth: each genotype retrained from scratch with the full recipe
+(``--truth-epochs``, 50) on the train half of one fixed search split and scored on its search-val half: the
+*retrained validation accuracy*. Selection never reads the test split, so neither does this study.
+
+Candidates, each scored on the same genotypes:
+- ``supernet``: the supernet's search-val accuracy at the end of the search (the sweep's objective before this one);
+- ``params`` / ``macs``: the derived network's size (zero-cost, larger = better);
+- ``proxy_e<k>``: a short proxy retraining, the recipe compressed to k epochs on the same train half (another init
+  seed than the ground truth's), scored on the search-val half.
+
+For each: Kendall's tau against the ground truth, the top-1 regret (ground truth of the best genotype minus that of
+the one the candidate ranks first) and its cost in CPU-seconds per scored genotype. The JSON names the default: the
+candidate the sweep's packaged config uses.
+
+    python experiments/objective.py [--seeds 0,1,2,3,4] [--ratios 0.25,0.4,0.6] [--lambdas 0,1] [--proxy-epochs 2,4,8]
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import common
+import matplotlib.pyplot as plt
+import pandas as pd
+from scipy.stats import kendalltau
+
+from dasvit.config import RetrainConfig
+from dasvit.platform.config import SweepConfig
+from dasvit.quick_exit import freeze_heap_at_exit
+
+TRUTH_SPLIT_SEED = 0  # one search split for every genotype, so that their scores are comparable
+TRUTH_INIT_SEED = 0
+PROXY_INIT_SEED = 1  # not the ground truth's init: a proxy must not win by sharing it
+
+
+def parse_args(argv: list[str] | None):
+    parser = common.parser(__doc__)
+    parser.set_defaults(seeds="0,1,2,3,4")
+    parser.add_argument("--ratios", default="0.25,0.4,0.6")
+    parser.add_argument("--lambdas", default="0,1")
+    parser.add_argument("--proxy-epochs", default="2,4,8", help="comma-separated k of the proxy_e<k> candidates")
+    parser.add_argument("--truth-epochs", type=int, default=RetrainConfig.epochs)
+    args = parser.parse_args(argv)
+    args.proxy_k = [int(k) for k in args.proxy_epochs.split(",")]
+    if min(args.proxy_k) < 1 or args.truth_epochs < 1:
+        parser.error(f"--proxy-epochs ({args.proxy_epochs}) and --truth-epochs ({args.truth_epochs}) must be >= 1")
+    return args
+
+
+def genotype_key(genotype) -> str:
+    return common.config_key(genotype.to_dict()["blocks"], genotype.embed_dim, genotype.patch_size, genotype.head)
+
+
+def searched_genotypes(exp: common.Experiment, args, plan: common.Budget) -> pd.DataFrame:
+    """One row per distinct genotype: the searches that found it and their mean supernet search-val accuracy."""
+    found: dict[str, dict] = {}
+    for ratio in (float(r) for r in args.ratios.split(",")):
+        for lam in (float(x) for x in args.lambdas.split(",")):
+            for seed in common.seeds(args):
+                label = f"r{ratio:g}-lambda{lam:g}-seed{seed}"
+                run = exp.search(plan.search.with_overrides(seed=seed, keep_ratio=ratio, fairness_lambda=lam), label)
+                genotype = run.genotype()
+                entry = found.setdefault(genotype_key(genotype), {"genotype": genotype, "searches": [], "val": [],
+                                                                  "search_s": []})
+                entry["searches"].append(label)
+                entry["val"].append(run.history[-1].val_acc)
+                entry["search_s"].append(sum(r.seconds for r in run.history))
+                print(f"searched {label}: {len(found)} distinct genotypes", flush=True)
+    return pd.DataFrame([{"genotype_id": key, "genotype": e["genotype"], "searches": " ".join(e["searches"]),
+                          "supernet": sum(e["val"]) / len(e["val"]), "search_s": sum(e["search_s"]) / len(e["search_s"])}
+                         for key, e in found.items()])
+
+
+def score(exp: common.Experiment, args, plan: common.Budget, table: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for n, row in enumerate(table.itertuples()):
+        record = {"genotype_id": row.genotype_id, "searches": row.searches, "supernet": row.supernet,
+                  "supernet_s": 0.0}
+        for k in args.proxy_k:
+            config = RetrainConfig(data=plan.retrain.data, epochs=1 if args.smoke else k, seed=PROXY_INIT_SEED)
+            result = exp.retrain(f"{row.genotype_id}-proxy-e{k}", config, row.genotype, holdout_seed=TRUTH_SPLIT_SEED)
+            record[f"proxy_e{k}"], record[f"proxy_e{k}_s"] = result["test_acc"], result["seconds"]
+        start = time.perf_counter()
+        config = RetrainConfig(data=plan.retrain.data, epochs=plan.retrain.epochs if args.smoke else args.truth_epochs,
+                               seed=TRUTH_INIT_SEED)
+        truth = exp.retrain(f"{row.genotype_id}-truth", config, row.genotype, holdout_seed=TRUTH_SPLIT_SEED)
+        record.update(params=truth["params"], macs=truth["macs"], params_s=0.0, macs_s=0.0,
+                      truth_val_acc=truth["test_acc"], truth_late_gain=truth["late_gain"], truth_s=truth["seconds"])
+        rows.append(record)
+        print(f"scored {n + 1}/{len(table)} ({time.perf_counter() - start:.0f} s for the ground truth)", flush=True)
+    return pd.DataFrame(rows)
+
+
+def compare(scores: pd.DataFrame, candidates: list[str], default: str) -> pd.DataFrame:
+    """Kendall's tau (tau-b) and top-1 regret of each candidate against the retrained validation accuracy."""
+    truth = scores["truth_val_acc"]
+    rows = []
+    for name in candidates:
+        tau, p_value = kendalltau(scores[name], truth)
+        picked = scores.loc[scores[name].idxmax()]
+        rows.append({"name": name, "tau": float(tau), "p_value": float(p_value),
+                     "regret": float(truth.max() - picked["truth_val_acc"]),
+                     "seconds": float(scores[f"{name}_s"].mean()), "n": len(scores), "default": name == default})
+    return pd.DataFrame(rows)
+
+
+def default_candidate() -> str:
+    """The candidate the sweep's packaged default config ranks trials by."""
+    config = SweepConfig.load()
+    return f"proxy_e{config.proxy_epochs}" if config.objective == "proxy" else config.objective
+
+
+def main(argv: list[str] | None = None) -> pd.DataFrame:
+    args = parse_args(argv)
+    plan = common.budget(args.smoke)
+    default = default_candidate()
+    candidates = ["supernet", "params", "macs"] + [f"proxy_e{k}" for k in args.proxy_k]
+    with common.Experiment("objective", args) as exp:
+        scores = score(exp, args, plan, searched_genotypes(exp, args, plan))
+        summary = compare(scores, candidates, default)
+        fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+        for name, marker in (("supernet", "x"), (default if default in scores else candidates[-1], "o")):
+            axes[0].scatter(scores[name], scores["truth_val_acc"], marker=marker, s=18, label=name)
+        axes[0].set(xlabel="candidate score", ylabel=f"retrained val accuracy ({args.truth_epochs} epochs)")
+        axes[0].legend(fontsize=8)
+        axes[1].barh(summary["name"], summary["tau"], color=["C1" if d else "C0" for d in summary["default"]])
+        axes[1].axvline(0, color="grey", linewidth=0.8)
+        axes[1].set(xlabel="Kendall's tau with the retrained val accuracy")
+        exp.write(scores, summary, fig, {
+            "candidates": json.loads(summary.to_json(orient="records")), "default": default,
+            "truth_epochs": args.truth_epochs, "truth_split_seed": TRUTH_SPLIT_SEED, "proxy_init_seed": PROXY_INIT_SEED,
+            "seconds_note": "mean wall seconds per scored genotype, 2 torch threads (CPU-seconds <= 2x this)",
+        })
+    return scores
+
+
+if __name__ == "__main__":
+    freeze_heap_at_exit()  # no final collections over torch's heap at exit (~1 s)
+    main()
