@@ -88,7 +88,7 @@ class Experiment:
         self.name, self.out = name, Path(args.out)
         self.cache = self.out / "cache"
         self.data_cache: dict[str, ImageData] = {}
-        uri = tracking.resolve_uri(args.tracking_uri, Path.cwd())
+        uri = self.tracking_uri = tracking.resolve_uri(args.tracking_uri, Path.cwd())
         tracking.check_reachable(uri)
         self.client = tracking.client_for(uri)
         # artifacts beside a SQLite store, never in ./mlruns of whatever folder the script runs from

@@ -90,3 +90,13 @@ def test_the_supernet_objective_is_the_epochs_search_val_accuracy(digits):
     score = TrialScore()
     assert not score.update(run, record, macs=1000, objective="supernet", proxy_epochs=1, max_macs=None, data=digits)
     assert score.objective == record.val_acc and math.isnan(score.proxy_val_acc)
+
+
+def test_pareto_front_keeps_the_trials_no_other_beats_on_both_objective_and_macs():
+    import pandas as pd
+
+    from dasvit.platform.pareto import pareto_mask
+
+    table = pd.DataFrame({"objective": [0.90, 0.95, 0.85, 0.95, None, -0.5],
+                          "macs": [100, 300, 200, 400, 50, 10]})
+    assert pareto_mask(table).tolist() == [True, True, False, False, False, True]

@@ -53,9 +53,11 @@ def _load_marked(config: DataConfig) -> ImageData:
 @pytest.fixture(scope="module")
 def sweep(ray_session, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("sweep")
+    config = workdir / "tiny-multi.yaml"  # multi-objective: Optuna searches objective against MACs
+    config.write_text(yaml.safe_dump({**yaml.safe_load(Path(TINY).read_text()), "objective2": "macs"}))
     with pytest.MonkeyPatch.context() as patch:  # in this (the driver's) process only: workers never see it
         patch.setattr(sweep_run, "load_data", _load_marked)
-        assert main(["--config", TINY, "--workdir", str(workdir), "--name", "tiny", "--experiment", "tiny"]) == 0
+        assert main(["--config", str(config), "--workdir", str(workdir), "--name", "tiny", "--experiment", "tiny"]) == 0
     client = tracking.client_for(tracking.default_tracking_uri(workdir))
     experiment = client.get_experiment_by_name("tiny")
     runs = client.search_runs([experiment.experiment_id])
@@ -136,12 +138,15 @@ def test_trials_and_retraining_use_the_data_set_the_driver_loaded(sweep):
 
 
 def test_sweep_writes_the_results_table(sweep):
-    workdir, _, runs = sweep
+    workdir, client, runs = sweep
     table = pd.read_csv(workdir / "ray_results" / "tiny-results.csv")
     assert len(table) == 2
     assert {"fairness_lambda", "keep_ratio", "objective", "proxy_val_acc", "val_acc", "params", "macs", "genotype_id",
             "status", "test_acc"} <= set(table)
     assert table["objective"].is_monotonic_decreasing  # best first
+    assert table.loc[table["pareto"], "objective"].max() == table["objective"].max()  # the best is on the front
+    (parent,) = _kind(runs, "sweep")
+    assert "plots/pareto.png" in {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
     assert table["test_acc"].notna().sum() == 1
     assert set(table["search_run_id"]) == {r.info.run_id for r in _kind(runs, "search")}
 

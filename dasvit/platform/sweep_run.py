@@ -26,6 +26,7 @@ from dasvit.io import atomic_write_text
 from dasvit.platform import sweep_state, tracking
 from dasvit.platform.config import SweepConfig
 from dasvit.platform.interrupt import Interrupt
+from dasvit.platform.pareto import pareto_mask, plot_pareto
 from dasvit.platform.ray_session import connect_ray, release_leftover_placement_groups
 from dasvit.platform.retrain_jobs import retrain_top, top_search_runs
 from dasvit.platform.sweep_state import SweepState, optuna_path
@@ -190,10 +191,12 @@ def run_sweep(plan: SweepPlan, argv: Sequence[str] | None, interrupt: Interrupt)
         if interrupt.signum is not None:
             return stop_interrupted(interrupt, plan, parent_run_id, argv)
         table = table.merge(retrained[["search_run_id", "test_acc", "retrain_run_id"]], on="search_run_id", how="left")
+    table["pareto"] = pareto_mask(table, OBJECTIVE_METRIC, "macs")
     table = table.sort_values(OBJECTIVE_METRIC, ascending=False, na_position="last")
     csv_path = plan.state_dir / f"{plan.name}-results.csv"
     atomic_write_text(csv_path, table.to_csv(index=False))
     client.log_artifact(parent_run_id, str(csv_path))
+    client.log_figure(parent_run_id, plot_pareto(table, config.max_macs, OBJECTIVE_METRIC), "plots/pareto.png")
     tracking.log_metrics(client, parent_run_id, {"sweep_seconds": time.perf_counter() - start,
                                                   "best_objective": float(table[OBJECTIVE_METRIC].max()),
                                                   "best_val_acc": float(table["val_acc"].max())}, step=0)
