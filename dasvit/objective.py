@@ -6,8 +6,9 @@ the derived genotype from scratch with the retraining recipe (``dasvit.retrain``
 train half and scores it on the search-val half: the quantity the final retraining optimises, read early. It never
 touches the test split.
 
-A ``max_macs`` budget turns the score into a constrained one: a network over budget scores ``1 - macs/max_macs``
-(< 0), below every network within it (accuracy >= 0), and closer to feasible the smaller its excess.
+A ``max_macs`` budget turns any score >= 0 (an accuracy, a parameter count) into a constrained one: a network over
+budget scores ``1 - macs/max_macs`` (< 0), below every network within it, and closer to feasible the smaller its
+excess.
 """
 
 from __future__ import annotations

@@ -157,9 +157,10 @@ def validate_precision(precision: str) -> str:
     return precision
 
 
-# What a sweep's trials are ranked by (``dasvit.objective``): a short retraining of the derived genotype scored on
-# search-val ("proxy", the default), or the supernet's own search-val accuracy ("supernet").
-OBJECTIVES = ("proxy", "supernet")
+# What a sweep's trials are ranked by (``dasvit.objective``): the derived network's parameter count ("params", the
+# default: the best predictor of the retrained accuracy measured, experiments/results/objective.md), a short
+# retraining of it scored on search-val ("proxy"), or the supernet's own search-val accuracy ("supernet").
+OBJECTIVES = ("params", "proxy", "supernet")
 
 
 def validate_objective(name: str) -> str:

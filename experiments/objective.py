@@ -42,17 +42,25 @@ def parse_args(argv: list[str] | None):
     parser.set_defaults(seeds="0,1,2,3,4")
     parser.add_argument("--ratios", default="0.25,0.4,0.6")
     parser.add_argument("--lambdas", default="0,1")
-    parser.add_argument("--proxy-epochs", default="2,4,8", help="comma-separated k of the proxy_e<k> candidates")
+    parser.add_argument("--proxy-epochs", default="2,4,8,16,4/32",
+                        help="comma-separated proxy_e<k> candidates: k epochs, or k/b for k epochs at batch size b")
     parser.add_argument("--truth-epochs", type=int, default=RetrainConfig.epochs)
     args = parser.parse_args(argv)
-    args.proxy_k = [int(k) for k in args.proxy_epochs.split(",")]
-    if min(args.proxy_k) < 1 or args.truth_epochs < 1:
+    args.proxies = [tuple(int(x) for x in (spec.split("/") + [str(RetrainConfig.batch_size)])[:2])
+                    for spec in args.proxy_epochs.split(",")]
+    if min(min(p) for p in args.proxies) < 1 or args.truth_epochs < 1:
         parser.error(f"--proxy-epochs ({args.proxy_epochs}) and --truth-epochs ({args.truth_epochs}) must be >= 1")
     return args
 
 
+def proxy_name(epochs: int, batch: int) -> str:
+    return f"proxy_e{epochs}" + ("" if batch == RetrainConfig.batch_size else f"_b{batch}")
+
+
 def genotype_key(genotype) -> str:
-    return common.config_key(genotype.to_dict()["blocks"], genotype.embed_dim, genotype.patch_size, genotype.head)
+    """The network a genotype builds: its live edges only (an edge whose output nobody reads changes nothing)."""
+    live = [[(e.source, e.target, e.op) for e in block.live_edges()] for block in genotype.blocks]
+    return common.config_key(live, genotype.embed_dim, genotype.patch_size, genotype.head)
 
 
 def searched_genotypes(exp: common.Experiment, args, plan: common.Budget) -> pd.DataFrame:
@@ -80,10 +88,12 @@ def score(exp: common.Experiment, args, plan: common.Budget, table: pd.DataFrame
     for n, row in enumerate(table.itertuples()):
         record = {"genotype_id": row.genotype_id, "searches": row.searches, "supernet": row.supernet,
                   "supernet_s": 0.0}
-        for k in args.proxy_k:
-            config = RetrainConfig(data=plan.retrain.data, epochs=1 if args.smoke else k, seed=PROXY_INIT_SEED)
-            result = exp.retrain(f"{row.genotype_id}-proxy-e{k}", config, row.genotype, holdout_seed=TRUTH_SPLIT_SEED)
-            record[f"proxy_e{k}"], record[f"proxy_e{k}_s"] = result["test_acc"], result["seconds"]
+        for k, batch in args.proxies:
+            config = RetrainConfig(data=plan.retrain.data, epochs=1 if args.smoke else k, batch_size=batch,
+                                   seed=PROXY_INIT_SEED)
+            name = proxy_name(k, batch)
+            result = exp.retrain(f"{row.genotype_id}-{name}", config, row.genotype, holdout_seed=TRUTH_SPLIT_SEED)
+            record[name], record[f"{name}_s"] = result["test_acc"], result["seconds"]
         start = time.perf_counter()
         config = RetrainConfig(data=plan.retrain.data, epochs=plan.retrain.epochs if args.smoke else args.truth_epochs,
                                seed=TRUTH_INIT_SEED)
@@ -118,7 +128,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     args = parse_args(argv)
     plan = common.budget(args.smoke)
     default = default_candidate()
-    candidates = ["supernet", "params", "macs"] + [f"proxy_e{k}" for k in args.proxy_k]
+    candidates = ["supernet", "params", "macs"] + [proxy_name(k, b) for k, b in args.proxies]
     with common.Experiment("objective", args) as exp:
         scores = score(exp, args, plan, searched_genotypes(exp, args, plan))
         summary = compare(scores, candidates, default)

@@ -73,14 +73,14 @@ def test_a_trial_is_scored_by_the_proxy_at_stage_ends_only(digits):
     scored = []
     while not run.finished:
         record = run.advance()
-        scored.append(score.update(run, record, macs=1000, objective="proxy", proxy_epochs=1, max_macs=None,
+        scored.append(score.update(run, record, params=10, macs=1000, objective="proxy", proxy_epochs=1, max_macs=None,
                                    data=digits))
         if record.global_epoch == 0:
             assert math.isnan(score.objective)  # stage 0 has 2 epochs: no score after the first
     assert scored == [False, True, True]
     assert score.scored_stage == 1 and score.objective == score.proxy_val_acc
     budgeted = TrialScore()
-    budgeted.update(run, run.history[-1], macs=2000, objective="proxy", proxy_epochs=1, max_macs=1000, data=digits)
+    budgeted.update(run, run.history[-1], params=10, macs=2000, objective="proxy", proxy_epochs=1, max_macs=1000, data=digits)
     assert budgeted.objective == pytest.approx(-1.0) and budgeted.proxy_val_acc == score.proxy_val_acc
 
 
@@ -88,8 +88,20 @@ def test_the_supernet_objective_is_the_epochs_search_val_accuracy(digits):
     run = SearchRun(TINY_SEARCH, digits)
     record = run.advance()
     score = TrialScore()
-    assert not score.update(run, record, macs=1000, objective="supernet", proxy_epochs=1, max_macs=None, data=digits)
+    assert not score.update(run, record, params=10, macs=1000, objective="supernet", proxy_epochs=1, max_macs=None,
+                            data=digits)
     assert score.objective == record.val_acc and math.isnan(score.proxy_val_acc)
+
+
+def test_the_params_objective_is_the_genotypes_size_every_epoch_within_the_budget(digits):
+    run = SearchRun(TINY_SEARCH, digits)
+    record = run.advance()
+    score = TrialScore()
+    assert not score.update(run, record, params=954, macs=1000, objective="params", proxy_epochs=1, max_macs=None,
+                            data=digits)
+    assert score.objective == 954 and math.isnan(score.proxy_val_acc)
+    score.update(run, record, params=954, macs=1500, objective="params", proxy_epochs=1, max_macs=1000, data=digits)
+    assert score.objective == pytest.approx(-0.5)
 
 
 def test_pareto_front_keeps_the_trials_no_other_beats_on_both_objective_and_macs():

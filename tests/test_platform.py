@@ -199,6 +199,7 @@ def test_bad_sweep_config_exits_2_before_starting(tmp_path, capsys):
     [({"tune": {"keep_ratio": {"low": 0.0, "high": 1.0}}}, "keep ratio 0.0 is outside"),
      ({"tune": {"depth": {"low": 1, "high": 2}}}, "'depth' is not tunable"),
      ({"objective2": "latency"}, "objective2 'latency'"),
+     ({"objective": "params", "objective2": "params"}, "more and fewer parameters at once"),
      ({"search": {"keep_ratio": 2}}, "keep ratio 2 is outside"),
      ({"asha": {"grace": 1}}, "unknown asha config key(s): 'grace'")],
 )
@@ -357,7 +358,8 @@ def test_proxy_ranking_compares_stopped_and_finished_trials_alike(tmp_path):
     parent = tracking.start_run(client, experiment_id, "sweep", "sweep")
     for name, proxy, objective, status in (("finished", 0.80, 0.80, "FINISHED"), ("stopped", 0.85, 0.85, "KILLED"),
                                            ("over-budget", 0.95, -0.2, "FINISHED")):
-        run_id = tracking.start_run(client, experiment_id, name, "search", tags={"trial_id": name}, parent_run_id=parent)
+        run_id = tracking.start_run(client, experiment_id, name, "search",
+                                    tags={"trial_id": name, tracking.OBJECTIVE_TAG: "proxy"}, parent_run_id=parent)
         tracking.log_metrics(client, run_id, {"val_acc": 0.9, "proxy_val_acc": proxy, "objective": objective}, step=0)
         tracking.end_run(client, run_id, status)
     assert list(top_search_runs(uri, experiment_id, 3, parent)["trial_id"]) == ["stopped", "finished", "over-budget"]

@@ -55,7 +55,7 @@ class SweepConfig:
     precision: str = "fp32"  # bf16: autocast in search and retraining (GPU sweeps)
     fused: bool = False  # the fused mixed op (dasvit.fused): pays where the step is launch-bound (GPUs)
     seed: int = 0
-    objective: str = "proxy"  # what Optuna, ASHA and the choice of genotypes to retrain maximise (dasvit.objective)
+    objective: str = "params"  # what Optuna, ASHA and the choice of genotypes to retrain maximise (dasvit.objective)
     proxy_epochs: int = 4  # epochs of the proxy retraining, at the end of every search stage
     max_macs: int | None = None  # MACs per image the returned network may cost; more is scored below any within
     objective2: str | None = None
@@ -120,6 +120,9 @@ class SweepConfig:
             validate_max_macs(self.max_macs)
         except ValueError as err:
             raise ConfigError(str(err)) from None
+        if self.objective == "params" and self.objective2 == "params":
+            raise ConfigError("objective params with objective2 params asks for more and fewer parameters at once: "
+                              "use objective2: macs, or another objective")
         if not isinstance(self.proxy_epochs, int) or isinstance(self.proxy_epochs, bool) or self.proxy_epochs < 1:
             raise ConfigError(f"proxy_epochs must be an integer >= 1, got {self.proxy_epochs!r}")
         for name, bounds in self.tune.items():

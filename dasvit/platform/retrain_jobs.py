@@ -27,7 +27,7 @@ from dasvit.retrain import retrain
 def top_search_runs(tracking_uri: str, experiment_id: str, k: int, parent_run_id: str | None = None) -> pd.DataFrame:
     """The ``k`` best search runs that logged a genotype, by their objective (``dasvit.platform.trial_score``).
 
-    Proxy-scored runs compare as they are, finished or stopped early: each score is a short retraining of the
+    Runs scored by ``params`` or ``proxy`` compare as they are, finished or stopped early: each score is about the
     genotype the run hands back. Runs ranked by the supernet's val accuracy (objective ``supernet``, or searches
     that logged no objective) put finished searches first: an early-stopped trial's supernet sits at an earlier,
     shallower stage, and its val accuracy is not comparable with a finished search's."""
@@ -40,7 +40,7 @@ def top_search_runs(tracking_uri: str, experiment_id: str, k: int, parent_run_id
 
     def rank(run: Any) -> tuple[int, float]:
         metrics = run.data.metrics
-        if "proxy_val_acc" in metrics and "objective" in metrics:
+        if run.data.tags.get(tracking.OBJECTIVE_TAG) in ("params", "proxy") and "objective" in metrics:
             return 0, -metrics["objective"]
         return int(run.info.status != "FINISHED"), -metrics.get("objective", metrics["val_acc"])
 

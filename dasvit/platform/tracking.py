@@ -27,6 +27,7 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one ba
 
 PARENT_TAG = "mlflow.parentRunId"
 KIND_TAG = "dasvit.kind"  # sweep | search | retrain
+OBJECTIVE_TAG = "dasvit.objective"  # what a search run's ``objective`` metric is: params | proxy | supernet
 
 
 def default_tracking_uri(workdir: str | Path = ".") -> str:
@@ -156,14 +157,15 @@ def child_runs(client: MlflowClient, experiment_id: str, parent_run_id: str, kin
 
 
 def trial_run(client: MlflowClient, experiment_id: str, parent_run_id: str, trial_id: str, trial_name: str,
-              search: Any, workers: int) -> str:
+              search: Any, workers: int, objective: str) -> str:
     """The trial's search run: the one it already has under this sweep (a resumed sweep keeps its runs), else a new
     one with the search config as params."""
     run_id = find_trial_run(client, experiment_id, parent_run_id, trial_id)
     if run_id is not None:
         return run_id
     run_id = start_run(client, experiment_id, trial_name, "search",
-                       tags={"trial_id": trial_id, "dataset": search.data.dataset}, parent_run_id=parent_run_id)
+                       tags={"trial_id": trial_id, "dataset": search.data.dataset, OBJECTIVE_TAG: objective},
+                       parent_run_id=parent_run_id)
     log_params(client, run_id, flatten("", search.to_dict()))
     log_params(client, run_id, {"workers": str(workers)})
     return run_id

@@ -57,7 +57,7 @@ class TrialSetup:
     max_failures: int
     precision: str = "fp32"
     fused: bool = False
-    objective: str = "proxy"
+    objective: str = "params"
     proxy_epochs: int = 4
     max_macs: int | None = None
 
@@ -83,7 +83,7 @@ class WorkerConfig:
     trial_name: str
     precision: str = "fp32"
     fused: bool = False
-    objective: str = "proxy"
+    objective: str = "params"
     proxy_epochs: int = 4
     max_macs: int | None = None
     trial_started_at: float = 0.0  # when the Tune trainable began: the worker group's start-up is measured from it

@@ -1,12 +1,14 @@
 """A search trial's objective: what Optuna maximises, what ASHA's rungs compare and what picks the genotypes to
 retrain.
 
-With ``proxy`` (the default) the trial scores, at the end of every search stage, the genotype it would hand back at
+With ``params`` (the default) the objective is the parameter count of the genotype the trial would hand back, every
+epoch: over the genotypes of ``experiments/results/objective.md`` it predicts the retrained validation accuracy better
+than any proxy retraining measured, at no cost. With ``proxy`` the trial scores, at the end of every search stage, the genotype it would hand back at
 that point (``dasvit.objective.proxy_score``) and carries that score until the next stage ends: ASHA's rungs fall on
 stage ends in the default schedule, and a trial stopped at a rung is judged on the genotype it hands back, scored
 the same way as a finished trial's, so the two compare fairly. Before the first stage ends there is no score (NaN).
 With ``supernet`` the objective is the supernet's search-val accuracy of each epoch. A ``max_macs`` budget applies
-to either (``dasvit.objective.within_budget``).
+to each (``dasvit.objective.within_budget``).
 """
 
 from __future__ import annotations
@@ -27,11 +29,12 @@ class TrialScore:
     scored_stage: int = -1  # the stage whose genotype ``objective`` scored
     proxy_seconds: float = 0.0
 
-    def update(self, search: SearchRun, record: EpochRecord, macs: int, objective: str, proxy_epochs: int,
-               max_macs: int | None, data: ImageData, precision: str = "fp32") -> bool:
+    def update(self, search: SearchRun, record: EpochRecord, params: int, macs: int, objective: str,
+               proxy_epochs: int, max_macs: int | None, data: ImageData, precision: str = "fp32") -> bool:
         """Score the epoch that just ended; True when a new genotype was scored by the proxy."""
-        if objective == "supernet":
-            self.objective = within_budget(record.val_acc, macs, max_macs)
+        if objective in ("params", "supernet"):
+            score = params if objective == "params" else record.val_acc
+            self.objective = within_budget(score, macs, max_macs)
             return False
         if not search.closes_stage(record):
             return False

@@ -100,7 +100,7 @@ def search_worker(config: WorkerConfig, data_ref: ray.ObjectRef) -> None:
     if rank == 0 and run_id is None:
         with overhead.timed("mlflow_logging"):
             run_id = tracking.trial_run(client, config.experiment_id, config.parent_run_id, config.trial_id,
-                                        config.trial_name, config.search, config.workers)
+                                        config.trial_name, config.search, config.workers, config.objective)
 
     def epoch_metrics(record: EpochRecord, params: int, macs: int) -> dict[str, Any]:
         # the objective and the supernet's figure first: Tune's console table shows the first few metrics reported
@@ -112,7 +112,7 @@ def search_worker(config: WorkerConfig, data_ref: ray.ObjectRef) -> None:
         with overhead.timed("genotype_size"):
             params, macs = genotype_size(search)
         with overhead.timed("objective"):  # every rank scores (the same result on each): none waits idle for rank 0
-            scored = score.update(search, record, macs, config.objective, config.proxy_epochs, config.max_macs, data,
+            scored = score.update(search, record, params, macs, config.objective, config.proxy_epochs, config.max_macs, data,
                                   config.precision)
         metrics = epoch_metrics(record, params, macs)
         with tempfile.TemporaryDirectory() as folder:
