@@ -203,7 +203,8 @@ def run_sweep(plan: SweepPlan, argv: Sequence[str] | None, interrupt: Interrupt)
     failed = int((table["status"] == "error").sum())
     tracking.end_run(client, parent_run_id, "FINISHED")
     with pd.option_context("display.width", 200, "display.max_columns", 20):
-        print(table.drop(columns=["search_run_id", "retrain_run_id"], errors="ignore").to_string(index=False))
+        unused = [c for c in ("proxy_val_acc",) if table[c].isna().all()]  # the proxy runs only with objective proxy
+        print(table.drop(columns=["search_run_id", "retrain_run_id", *unused], errors="ignore").to_string(index=False))
     print(f"results: {csv_path}" + (f"\n{failed} trial(s) failed: see their MLflow runs (status FAILED)" if failed else ""))
     print(f"next: mlflow ui --backend-store-uri {plan.tracking_uri} --host 127.0.0.1, experiment "
           f"{config.experiment!r}, sweep run {parent_run_id} (search_run_id / retrain_run_id columns of the CSV name "
