@@ -280,7 +280,7 @@ BAD_SWEEP_INPUT = [
     ({"num_trails": 3}, [], "unknown sweep config key(s): 'num_trails'"),
     ({"search": {"keep_raito": 0.3}}, [], "unknown search config key(s): 'keep_raito'"),
     ({}, ["--num-trials", "0"], "num_trials must be an integer >= 1, got 0"),
-    ({}, ["--objective", "val_loss"], "objective 'val_loss' is not one of proxy, supernet"),
+    ({}, ["--objective", "val_loss"], "objective 'val_loss' is not one of params, proxy, supernet"),
     ({"proxy_epochs": 0}, [], "proxy_epochs must be an integer >= 1, got 0"),
     ({}, ["--max-macs", "0"], "max_macs 0 must be a positive integer"),
     ({"max_macs": -3}, [], "max_macs -3 must be a positive integer"),

@@ -131,7 +131,7 @@ def test_sweeps_started_together_in_a_fresh_folder_get_their_own_names(tmp_path)
 
 def test_asha_ranks_a_restored_trial_at_its_true_rung():
     """After a restore Tune's training_iteration starts again at 1; the rung must come from epochs_done. A trial
-    restored after 3 epochs that reports a poor val accuracy is compared at rung 3 and stopped."""
+    restored after 3 epochs that reports a poor objective is compared at rung 3 and stopped."""
     config = SweepConfig.load()  # the default: 9 epochs, ASHA grace period 3, reduction factor 2
     assert (config.total_epochs, config.asha.grace_period, config.asha.reduction_factor) == (9, 3, 2)
     scheduler = make_scheduler(config)
@@ -140,7 +140,7 @@ def test_asha_ranks_a_restored_trial_at_its_true_rung():
         scheduler.on_trial_add(None, trial)
     for epoch in (1, 2, 3):
         assert scheduler.on_trial_result(None, steady, {"training_iteration": epoch, "epochs_done": epoch,
-                                                        "val_acc": 0.9}) == TrialScheduler.CONTINUE
-    decision = scheduler.on_trial_result(None, restored, {"training_iteration": 1, "epochs_done": 3, "val_acc": 0.1})
+                                                        "objective": 0.9}) == TrialScheduler.CONTINUE
+    decision = scheduler.on_trial_result(None, restored, {"training_iteration": 1, "epochs_done": 3, "objective": 0.1})
     assert decision == TrialScheduler.STOP
 
