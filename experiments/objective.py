@@ -134,8 +134,9 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         summary = compare(scores, candidates, default)
         fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
         for name, marker in (("supernet", "x"), (default if default in scores else candidates[-1], "o")):
-            axes[0].scatter(scores[name], scores["truth_val_acc"], marker=marker, s=18, label=name)
-        axes[0].set(xlabel="candidate score", ylabel=f"retrained val accuracy ({args.truth_epochs} epochs)")
+            axes[0].scatter(scores[name].rank(pct=True), scores["truth_val_acc"], marker=marker, s=18, label=name)
+        axes[0].set(xlabel="candidate's rank (fraction of genotypes scored lower or equal)",
+                    ylabel=f"retrained val accuracy ({args.truth_epochs} epochs)")
         axes[0].legend(fontsize=8)
         axes[1].barh(summary["name"], summary["tau"], color=["C1" if d else "C0" for d in summary["default"]])
         axes[1].axvline(0, color="grey", linewidth=0.8)

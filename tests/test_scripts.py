@@ -42,6 +42,7 @@ EXPERIMENTS = {  # script -> (extra args, rows its table must have with one seed
     "fairness": (["--lambdas", "0,2"], 2),
     "token_ratio": (["--ratios", "0.5,1"], 2),
     "search_retrain_gap": (["--ratios", "0.5,1"], 2),
+    "objective": (["--ratios", "0.5,1", "--lambdas", "0.5"], 2),
 }
 
 

@@ -1,0 +1,136 @@
+"""Does the sweep beat the alternatives at equal compute?
+
+For each seed, four ways to get a network, every final network retrained from scratch with the same recipe (50
+epochs, train + search-val, scored once on the test split) and only then compared:
+- ``sweep``: the default sweep (``experiments/sweep.py --seed S``, packaged config), its best retrained genotype
+  by the sweep's own objective (never by test accuracy);
+- ``search``: one default ``dasvit search`` of that seed, its genotype retrained;
+- ``random``: random genotypes of the same space (the final stage's depth), each scored by a short proxy
+  retraining on the search split, drawn until they have spent the sweep's whole wall time (search and retraining
+  phases), the best by proxy score retrained;
+- ``cnn``: the small CNN of ``searched_vs_hand.py``.
+
+Compute is counted as core-seconds: wall seconds x the 2 cores that each of these holds on a 2-core machine (the
+sweep's Ray workers and tasks, or one process with 2 torch threads).
+
+    python experiments/sweep_vs_baselines.py [--seeds 0,1,2]
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import common
+import matplotlib.pyplot as plt
+import pandas as pd
+import torch
+
+from dasvit.baselines import SmallCNN, random_genotype
+from dasvit.genotype import InputSpec, genotype_from_dict
+from dasvit.io import atomic_write_text
+from dasvit.objective import proxy_score
+from dasvit.platform.config import SweepConfig
+from dasvit.quick_exit import freeze_heap_at_exit
+from dasvit.seeding import derived_seed
+
+CORES = 2
+CNN_WIDTH = 16
+SWEEP = Path(__file__).parent / "sweep.py"
+TINY = Path(__file__).parent / "configs" / "tiny.yaml"
+
+
+def run_sweep(exp: common.Experiment, seed: int, smoke: bool, uri: str) -> tuple[pd.Series, float]:
+    """The sweep as a user runs it, in its own process and local Ray; its best retrained row and its wall time."""
+    workdir = exp.cache / "sweeps" / f"seed{seed}{'-smoke' if smoke else ''}"
+    results = workdir / "ray_results" / "sweep-results.csv"
+    timing = workdir / "wall_seconds.txt"
+    if not (results.is_file() and timing.is_file()):
+        workdir.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, str(SWEEP), "--seed", str(seed), "--workdir", str(workdir), "--name", "sweep",
+                   "--experiment", f"dasvit-sweep-vs-baselines-seed{seed}", "--address", "local",
+                   "--tracking-uri", uri, *(["--config", str(TINY)] if smoke else [])]
+        start = time.perf_counter()
+        subprocess.run(command, check=True)
+        timing.write_text(f"{time.perf_counter() - start}\n")
+    table = pd.read_csv(results)
+    best = table[table["test_acc"].notna()].sort_values("objective", ascending=False).iloc[0]
+    return best, float(timing.read_text())
+
+
+def random_baseline(exp: common.Experiment, plan: common.Budget, sweep: SweepConfig, seed: int,
+                    budget_s: float) -> tuple[dict, int]:
+    """Random genotypes drawn until ``budget_s`` wall seconds are spent, each scored by a short proxy retraining on
+    the search split (``proxy_epochs`` of the sweep config; the search-val half, never the test split); the best
+    retrained with the full recipe. The draw is cached per seed and budget (its length depends on the clock)."""
+    config = plan.search
+    cached = exp.cache / "random" / f"seed{seed}-{budget_s:.0f}s.json"
+    if cached.is_file():
+        saved = json.loads(cached.read_text())
+        best, tried = genotype_from_dict(saved["genotype"]), saved["tried"]
+    else:
+        data = exp.data(config.data.dataset)
+        spec = InputSpec(config.data.resolved_image_size, data.in_chans, data.num_classes)
+        generator = torch.Generator().manual_seed(derived_seed(seed, 99))
+        start, scored = time.perf_counter(), []
+        while time.perf_counter() - start < budget_s or not scored:
+            genotype = random_genotype(config.space, config.stages[-1].depth, config.embed_dim,
+                                       config.resolved_patch_size, spec, generator)
+            score = proxy_score(genotype, data, config.data, split_seed=seed, epochs=sweep.proxy_epochs, seed=seed)
+            scored.append((score.val_acc, genotype))
+        best, tried = max(scored, key=lambda t: t[0])[1], len(scored)
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(cached, json.dumps({"genotype": best.to_dict(), "tried": tried}))
+    return exp.retrain(f"random-seed{seed}", replace(plan.retrain, seed=seed), genotype=best), tried
+
+
+def compare(exp: common.Experiment, plan: common.Budget, seed: int, smoke: bool, uri: str) -> list[dict]:
+    sweep_config = SweepConfig.load(TINY if smoke else None)
+    best, sweep_s = run_sweep(exp, seed, smoke, uri)
+    rows = [{"method": "sweep", "seed": seed, "test_acc": best["test_acc"], "params": best["params"],
+             "macs": best["macs"], "cpu_seconds": CORES * sweep_s, "candidates": sweep_config.num_trials}]
+    config = replace(plan.retrain, seed=seed)
+    search = exp.search(plan.search.with_overrides(seed=seed), f"search-seed{seed}")
+    result = exp.retrain(f"search-seed{seed}", config, genotype=search.genotype())
+    rows.append({"method": "search", "seed": seed, **_sized(result),
+                 "cpu_seconds": CORES * (sum(r.seconds for r in search.history) + result["seconds"]), "candidates": 1})
+    result, tried = random_baseline(exp, plan, sweep_config, seed, sweep_s)
+    rows.append({"method": "random", "seed": seed, **_sized(result), "cpu_seconds": CORES * (sweep_s + result["seconds"]),
+                 "candidates": tried})
+    width = 4 if smoke else CNN_WIDTH
+    result = exp.retrain(f"cnn-seed{seed}", config, model_name=f"small_cnn_w{width}",
+                         model=lambda data: SmallCNN(data.in_chans, data.num_classes, width))
+    rows.append({"method": "cnn", "seed": seed, **_sized(result), "cpu_seconds": CORES * result["seconds"],
+                 "candidates": 1})
+    return rows
+
+
+def _sized(result: dict) -> dict:
+    return {"test_acc": result["test_acc"], "params": result["params"], "macs": result["macs"]}
+
+
+def main(argv: list[str] | None = None) -> pd.DataFrame:
+    args = common.parser(__doc__).parse_args(argv)
+    plan = common.budget(args.smoke)
+    with common.Experiment("sweep_vs_baselines", args) as exp:
+        uri = exp.tracking_uri
+        table = pd.DataFrame([row for seed in common.seeds(args) for row in compare(exp, plan, seed, args.smoke, uri)])
+        summary = common.mean_std(table, "method", ["test_acc", "params", "macs", "cpu_seconds"])
+        summary["min_test_acc"] = table.groupby("method", sort=False)["test_acc"].min().values
+        fig, ax = plt.subplots(figsize=(5, 3.4))
+        for name, group in table.groupby("method", sort=False):
+            ax.scatter(group["macs"], group["test_acc"], label=name)
+        ax.set(xscale="log", xlabel="MACs per image", ylabel="test accuracy", title="one point per method and seed")
+        ax.legend(fontsize=8)
+        exp.write(table, summary, fig, {"rows": table.to_dict(orient="records"), "cores": CORES,
+                                        "retrain_epochs": plan.retrain.epochs})
+    return table
+
+
+if __name__ == "__main__":
+    freeze_heap_at_exit()  # no final collections over torch's heap at exit (~1 s)
+    main()
