@@ -14,7 +14,7 @@ excess.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -38,7 +38,7 @@ def proxy_score(genotype: Genotype, data: ImageData, data_config: DataConfig, sp
     and score it on its search-val half. The caller's random streams are left as they were, so scoring a search
     part-way changes nothing that the search does next."""
     curve: list[float] = []
-    config = replace(RetrainConfig(data=data_config), epochs=epochs, seed=seed)
+    config = RetrainConfig(data=data_config, epochs=epochs, seed=seed)
     state = random.getstate(), np.random.get_state()
     with torch.random.fork_rng(devices=[device] if torch.device(device).type == "cuda" else []):
         result = retrain(genotype, config, search_holdout(data, split_seed), device=device, precision=precision,

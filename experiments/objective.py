@@ -15,7 +15,8 @@ For each: Kendall's tau against the ground truth, the top-1 regret (ground truth
 the one the candidate ranks first) and its cost in CPU-seconds per scored genotype. The JSON names the default: the
 candidate the sweep's packaged config uses.
 
-    python experiments/objective.py [--seeds 0,1,2,3,4] [--ratios 0.25,0.4,0.6] [--lambdas 0,1] [--proxy-epochs 2,4,8]
+    python experiments/objective.py [--seeds 0,1,2,3,4,5,6] [--ratios 0.25,0.4,0.6] [--lambdas 0,1]
+                                    [--proxy-epochs 2,4,8,16,4/32]
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ PROXY_INIT_SEED = 1  # not the ground truth's init: a proxy must not win by shar
 
 def parse_args(argv: list[str] | None):
     parser = common.parser(__doc__)
-    parser.set_defaults(seeds="0,1,2,3,4")
+    parser.set_defaults(seeds="0,1,2,3,4,5,6")
     parser.add_argument("--ratios", default="0.25,0.4,0.6")
     parser.add_argument("--lambdas", default="0,1")
     parser.add_argument("--proxy-epochs", default="2,4,8,16,4/32",

@@ -28,15 +28,13 @@ from pathlib import Path
 import common
 import matplotlib.pyplot as plt
 import pandas as pd
-import torch
+from random_search import random_search
 
-from dasvit.baselines import SmallCNN, random_genotype
-from dasvit.genotype import InputSpec, genotype_from_dict
+from dasvit.baselines import SmallCNN
+from dasvit.genotype import genotype_from_dict
 from dasvit.io import atomic_write_text
-from dasvit.objective import proxy_score
 from dasvit.platform.config import SweepConfig
 from dasvit.quick_exit import freeze_heap_at_exit
-from dasvit.seeding import derived_seed
 
 CORES = 2
 CNN_WIDTH = 16
@@ -67,22 +65,13 @@ def random_baseline(exp: common.Experiment, plan: common.Budget, sweep: SweepCon
     """Random genotypes drawn until ``budget_s`` wall seconds are spent, each scored by a short proxy retraining on
     the search split (``proxy_epochs`` of the sweep config; the search-val half, never the test split); the best
     retrained with the full recipe. The draw is cached per seed and budget (its length depends on the clock)."""
-    config = plan.search
     cached = exp.cache / "random" / f"seed{seed}-{budget_s:.0f}s.json"
     if cached.is_file():
         saved = json.loads(cached.read_text())
         best, tried = genotype_from_dict(saved["genotype"]), saved["tried"]
     else:
-        data = exp.data(config.data.dataset)
-        spec = InputSpec(config.data.resolved_image_size, data.in_chans, data.num_classes)
-        generator = torch.Generator().manual_seed(derived_seed(seed, 99))
-        start, scored = time.perf_counter(), []
-        while time.perf_counter() - start < budget_s or not scored:
-            genotype = random_genotype(config.space, config.stages[-1].depth, config.embed_dim,
-                                       config.resolved_patch_size, spec, generator)
-            score = proxy_score(genotype, data, config.data, split_seed=seed, epochs=sweep.proxy_epochs, seed=seed)
-            scored.append((score.val_acc, genotype))
-        best, tried = max(scored, key=lambda t: t[0])[1], len(scored)
+        best, log = random_search(exp, plan, seed, budget_s, sweep.proxy_epochs)
+        tried = len(log)
         cached.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(cached, json.dumps({"genotype": best.to_dict(), "tried": tried}))
     return exp.retrain(f"random-seed{seed}", replace(plan.retrain, seed=seed), genotype=best), tried

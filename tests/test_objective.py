@@ -80,7 +80,8 @@ def test_a_trial_is_scored_by_the_proxy_at_stage_ends_only(digits):
     assert scored == [False, True, True]
     assert score.scored_stage == 1 and score.objective == score.proxy_val_acc
     budgeted = TrialScore()
-    budgeted.update(run, run.history[-1], params=10, macs=2000, objective="proxy", proxy_epochs=1, max_macs=1000, data=digits)
+    budgeted.update(run, run.history[-1], params=10, macs=2000, objective="proxy", proxy_epochs=1, max_macs=1000,
+                    data=digits)
     assert budgeted.objective == pytest.approx(-1.0) and budgeted.proxy_val_acc == score.proxy_val_acc
 
 

@@ -32,7 +32,7 @@ from dasvit.platform.retrain_jobs import retrain_top, top_search_runs
 from dasvit.platform.sweep_state import SweepState, optuna_path
 from dasvit.platform.trial import DataHandle, TrialSetup, search_trial
 
-OBJECTIVE_METRIC = "objective"  # what each trial reports (dasvit.platform.trial_score): proxy or supernet, in budget
+OBJECTIVE_METRIC = "objective"  # what each trial reports (dasvit.platform.trial_score), within any MACs budget
 OBJECTIVE2_METRIC = {"params": "genotype_params", "macs": "genotype_macs"}
 
 

@@ -238,7 +238,7 @@ def load_genotype_artifact(client: MlflowClient, run_id: str, name: str = "genot
     try:
         path = client.download_artifacts(run_id, name)
     except MlflowException as err:
-        raise ConfigError(f"run {run_id} has no genotype.json artifact: {err}") from None
+        raise ConfigError(f"run {run_id} has no {name} artifact: {err}") from None
     return json.loads(Path(path).read_text())
 
 

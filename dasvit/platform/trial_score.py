@@ -2,9 +2,9 @@
 retrain.
 
 With ``params`` (the default) the objective is the parameter count of the genotype the trial would hand back, every
-epoch: over the genotypes of ``experiments/results/objective.md`` it predicts the retrained validation accuracy better
-than any proxy retraining measured, at no cost. With ``proxy`` the trial scores, at the end of every search stage, the genotype it would hand back at
-that point (``dasvit.objective.proxy_score``) and carries that score until the next stage ends: ASHA's rungs fall on
+epoch: over the genotypes of ``experiments/results/objective.md`` it predicts the retrained validation accuracy
+better than any proxy retraining measured, at no cost. With ``proxy`` the trial scores, at the end of every search
+stage, the genotype it would hand back at that point (``dasvit.objective.proxy_score``) and carries that score until the next stage ends: ASHA's rungs fall on
 stage ends in the default schedule, and a trial stopped at a rung is judged on the genotype it hands back, scored
 the same way as a finished trial's, so the two compare fairly. Before the first stage ends there is no score (NaN).
 With ``supernet`` the objective is the supernet's search-val accuracy of each epoch. A ``max_macs`` budget applies
@@ -27,7 +27,6 @@ class TrialScore:
     objective: float = math.nan
     proxy_val_acc: float = math.nan
     scored_stage: int = -1  # the stage whose genotype ``objective`` scored
-    proxy_seconds: float = 0.0
 
     def update(self, search: SearchRun, record: EpochRecord, params: int, macs: int, objective: str,
                proxy_epochs: int, max_macs: int | None, data: ImageData, precision: str = "fp32") -> bool:
@@ -41,7 +40,7 @@ class TrialScore:
         config = search.config
         proxy = proxy_score(search.genotype(), data, config.data, split_seed=config.seed, epochs=proxy_epochs,
                             seed=config.seed, device=search.device, precision=precision)
-        self.proxy_val_acc, self.proxy_seconds, self.scored_stage = proxy.val_acc, proxy.seconds, record.stage
+        self.proxy_val_acc, self.scored_stage = proxy.val_acc, record.stage
         self.objective = within_budget(proxy.val_acc, macs, max_macs)
         return True
 
