@@ -1,4 +1,4 @@
-"""``dasvit search | retrain | show``. Every input is checked before anything is written; a bad value exits with
+"""``dasvit search | retrain | show | predict | export``. Every input is checked before anything is written; a bad value exits with
 status 2 and a message that names it."""
 
 from __future__ import annotations
@@ -6,22 +6,24 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import yaml
 
 from dasvit.config import ConfigError, DataConfig, RetrainConfig, SearchConfig
 from dasvit.genotype import PRESETS, Genotype, GenotypeError, load_genotype
-from dasvit.io import CheckpointError
+from dasvit.io import CheckpointError, ModelError
 from dasvit.quick_exit import freeze_heap_at_exit
 from dasvit.vocabulary import COMPILE_MODES, DATASETS, DataError, OpError, StageSpec, validate_compile
 
 # torch and the modules that need it are imported inside the commands, after the arguments are checked, so that a
 # usage error exits in about a second (tests/test_cli.py checks that torch is never imported on that path)
 
-USAGE_ERRORS = (ConfigError, GenotypeError, DataError, OpError, CheckpointError)
+USAGE_ERRORS = (ConfigError, GenotypeError, DataError, OpError, CheckpointError, ModelError)
+EXPORT_FORMATS = ("onnx", "exported-program")  # dasvit.export.FORMATS, without importing torch to parse flags
 
 
 class UsageError(ValueError):
@@ -158,6 +160,86 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_source(text: str) -> str:
+    """A model folder or an MLflow URI; a folder that does not exist is a usage error before anything loads."""
+    from dasvit import is_mlflow_uri
+
+    if not is_mlflow_uri(text) and not Path(text).is_dir():
+        raise UsageError(f"model {text!r}: no such folder (give a model folder, runs:/<run id>/model or "
+                         "models:/<name>@champion)")
+    return text
+
+
+def _image_files(sources: Sequence[str]) -> list[Path]:
+    """Files as given (an unreadable one is reported later, by name); folders as their image files, sorted."""
+    from PIL import Image
+
+    suffixes = {suffix for suffix, _ in Image.registered_extensions().items()}
+    files: list[Path] = []
+    for source in sources:
+        path = Path(source)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+            if not found:
+                raise UsageError(f"image folder {source!r} holds no image file")
+            files.extend(found)
+        else:
+            files.append(path)
+    return files
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    if args.top_k < 1:
+        raise UsageError(f"--top-k must be >= 1, got {args.top_k}")
+    source = _model_source(args.model)
+    files = _image_files(args.images)
+    import torch
+
+    import dasvit
+
+    model = dasvit.load(source, args.tracking_uri)
+    inputs, rows, skipped = [], [], []
+    for file in files:
+        try:
+            inputs.append((file, model.preprocess(file)))
+        except OSError as err:  # missing, unreadable or not an image: named, skipped
+            skipped.append({"image": str(file), "error": str(err)})
+            print(f"dasvit predict: skipped {str(file)!r}: {err}", file=sys.stderr)
+    for start in range(0, len(inputs), 64):
+        chunk = inputs[start:start + 64]
+        probs = model.probabilities(torch.stack([x for _, x in chunk]))
+        top = probs.topk(min(args.top_k, model.card.num_classes), dim=-1)
+        for (file, _), values, index in zip(chunk, top.values, top.indices):
+            rows.append({"image": str(file), "top": [{"class": model.card.class_names[int(i)], "probability": float(p)}
+                                                     for p, i in zip(values, index)]})
+    if args.json:
+        print(json.dumps({"model": args.model, "predictions": rows, "skipped": skipped}, indent=2))
+    elif rows:
+        import pandas as pd
+
+        table = pd.DataFrame([{"image": r["image"], "rank": k + 1, "class": t["class"], "probability": t["probability"]}
+                              for r in rows for k, t in enumerate(r["top"])])
+        print(table.to_string(index=False, float_format=lambda p: f"{p:.4f}"))
+    return 1 if skipped else 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from dasvit.export import SUFFIXES
+
+    source = _model_source(args.model)
+    import dasvit
+    from dasvit.export import export_model
+
+    model = dasvit.load(source, args.tracking_uri)
+    card = model.card
+    out = Path(args.out) if args.out else Path(f"model-{card.genotype_id}{SUFFIXES[args.format]}")
+    diff = export_model(model.network, (card.in_chans, card.image_size, card.image_size), out, args.format)
+    print(f"{args.format} model written to {out} (input: float32 images, (batch, {card.in_chans}, {card.image_size}, "
+          f"{card.image_size}), normalised with mean {list(card.mean)} and std {list(card.std)}; output: "
+          f"{card.num_classes} logits); parity with PyTorch: max abs logit difference {diff:.2e}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dasvit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -211,6 +293,23 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--in-chans", type=int)
     show.add_argument("--num-classes", type=int)
     show.set_defaults(func=cmd_show)
+
+    predict = sub.add_parser("predict", help="classify images with a trained model")
+    predict.add_argument("model", help="model folder (dasvit retrain --out), runs:/<run id>/model or "
+                                       "models:/<name>@champion")
+    predict.add_argument("images", nargs="+", help="image files or folders of images")
+    predict.add_argument("--top-k", type=int, default=3, help="classes shown per image (default 3)")
+    predict.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    predict.add_argument("--tracking-uri", help="MLflow store of an MLflow model URI (default: $MLFLOW_TRACKING_URI, "
+                                                "else ./mlflow.db)")
+    predict.set_defaults(func=cmd_predict)
+
+    export = sub.add_parser("export", help="export a trained model for deployment, checked against PyTorch")
+    export.add_argument("model", help="model folder, runs:/<run id>/model or models:/<name>@champion")
+    export.add_argument("--format", choices=EXPORT_FORMATS, default="onnx")
+    export.add_argument("--out", help="output file (default model-<genotype id>.onnx or .pt2)")
+    export.add_argument("--tracking-uri", help="MLflow store of an MLflow model URI")
+    export.set_defaults(func=cmd_export)
     return parser
 
 

@@ -45,6 +45,11 @@ class ImageData:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     flip: bool  # horizontal flips preserve the label (not for digits)
+    classes: tuple[str, ...] = ()  # label names by index; empty: the indices themselves
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.classes or tuple(str(i) for i in range(self.num_classes))
 
 
 class _LabelledTensors(Dataset):
@@ -133,7 +138,7 @@ def _load_cifar(name: str, root: Path, download: bool) -> ImageData:
         "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
         "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
     }[name]
-    return ImageData(name, train, test, len(train.classes), 3, 32, mean, std, flip=True)
+    return ImageData(name, train, test, len(train.classes), 3, 32, mean, std, flip=True, classes=tuple(train.classes))
 
 
 def _load_imagefolder(root: Path, image_size: int) -> ImageData:
@@ -151,7 +156,8 @@ def _load_imagefolder(root: Path, image_size: int) -> ImageData:
             classes = full.classes
     except (FileNotFoundError, OSError) as err:
         raise DataError(f"image folder {str(root)!r} is not a readable class-folder tree: {err}") from None
-    return ImageData("imagefolder", train, test, len(classes), 3, image_size, _IMAGENET_MEAN, _IMAGENET_STD, True)
+    return ImageData("imagefolder", train, test, len(classes), 3, image_size, _IMAGENET_MEAN, _IMAGENET_STD, True,
+                     tuple(classes))
 
 
 def load_data(config: DataConfig) -> ImageData:

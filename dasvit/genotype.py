@@ -24,6 +24,7 @@ which is what every version 1 network was.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from importlib import resources
@@ -109,8 +110,18 @@ class Genotype:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2) + "\n"
 
+    @property
+    def id(self) -> str:
+        """Ten hex digits naming the blocks' ops and wiring: the same id is the same network."""
+        return blocks_id(self.to_dict()["blocks"])
+
     def save(self, path: str | Path) -> None:
         atomic_write_text(path, self.to_json())
+
+
+def blocks_id(blocks: list[dict[str, Any]]) -> str:
+    """The id of a genotype from its JSON ``blocks`` list (``Genotype.id``)."""
+    return hashlib.sha1(json.dumps(blocks, sort_keys=True).encode()).hexdigest()[:10]
 
 
 def _require(data: dict[str, Any], key: str, where: str, kind: type | tuple[type, ...]) -> Any:

@@ -30,6 +30,10 @@ class CheckpointError(ValueError):
     """A checkpoint file that cannot be read."""
 
 
+class ModelError(ValueError):
+    """A model folder, card or weights file that cannot be used; the message names the file."""
+
+
 def atomic_torch_save(path: str | Path, obj: Any) -> None:
     import torch  # here, not at the top: the torch-free modules write text through this module too
 

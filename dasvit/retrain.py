@@ -17,11 +17,12 @@ from torch import nn
 from dasvit.config import RetrainConfig
 from dasvit.data import ImageData, make_loader, retrain_splits
 from dasvit.genotype import Genotype
-from dasvit.io import atomic_torch_save, atomic_write_text
+from dasvit.io import atomic_write_text
 from dasvit.metrics import count_macs, count_params, evaluate
 from dasvit.model import DiscreteViT, build_model
 from dasvit.precision import autocast_forward
 from dasvit.progress import EpochProgress
+from dasvit.saved_model import ModelCard, save_model
 from dasvit.seeding import derived_seed, seed_everything
 
 PLATEAU_WINDOW = 10  # epochs
@@ -66,13 +67,17 @@ def retrain(
     on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
     precision: str = "fp32",
 ) -> RetrainResult:
-    """Train ``genotype``'s network from scratch on train + search-val and report test accuracy, params and MACs."""
+    """Train ``genotype``'s network from scratch on train + search-val and report test accuracy, params and MACs;
+    with ``out_dir``, leave a model folder there (``dasvit.saved_model``) that ``dasvit.load`` opens."""
     config.validate(genotype.patch_size)
     seed_everything(derived_seed(config.seed, 0))
-    model: DiscreteViT = build_model(genotype, config.data.resolved_image_size, data.in_chans, data.num_classes)
+    image_size = config.data.resolved_image_size
+    model: DiscreteViT = build_model(genotype, image_size, data.in_chans, data.num_classes)
     result = train_from_scratch(model, config, data, out_dir, device, progress, on_epoch_end, precision)
     if out_dir is not None:
-        genotype.save(Path(out_dir) / "genotype.json")
+        card = ModelCard(data.name, image_size, data.in_chans, data.mean, data.std, data.class_names, result.test_acc,
+                         result.params, result.macs, genotype.id, config.seed)
+        save_model(out_dir, model, genotype, card)
     return result
 
 
@@ -128,6 +133,5 @@ def train_from_scratch(
                            time.perf_counter() - start, late_gain([row["test_acc"] for row in rows]))
     if out_dir is not None:
         out = Path(out_dir)
-        atomic_torch_save(out / "model.pt", model.state_dict())
         atomic_write_text(out / "result.json", json.dumps(asdict(result), indent=2) + "\n")
     return result

@@ -155,8 +155,8 @@ class Experiment:
             data = self.data(config.data.dataset)
             if holdout_seed is not None:
                 data = search_holdout(data, holdout_seed)
-            if genotype is not None:
-                outcome = retrain(genotype, config, data)
+            if genotype is not None:  # the model folder (weights, card, genotype) beside the cached result
+                outcome = retrain(genotype, config, data, out_dir=path.with_suffix(""))
             else:
                 seed_everything(derived_seed(config.seed, 0))
                 outcome = train_from_scratch(model(data), config, data)

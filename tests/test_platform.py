@@ -4,29 +4,36 @@ MLflow store, retraining its best genotype; plus alpha sync across Ray Train wor
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from pathlib import Path
 
+import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 import ray
 import torch
 import yaml
+from mlflow.exceptions import MlflowException
+from PIL import Image
 from ray.train import RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
+import dasvit
+from dasvit.cli import main as cli_main
 from dasvit.config import ConfigError, DataConfig
 from dasvit.data import ImageData, load_data
 from dasvit.genotype import genotype_from_dict
 from dasvit.metrics import count_params
 from dasvit.model import build_model
-from dasvit.search import SearchRun
-from dasvit.platform import sweep_run, tracking
+from dasvit.platform import model_store, sweep_run, tracking
 from dasvit.platform.config import SweepConfig
 from dasvit.platform.ray_session import RAY_ENV, release_leftover_placement_groups
 from dasvit.platform.retrain_jobs import main as retrain_main
 from dasvit.platform.retrain_jobs import top_search_runs
 from dasvit.platform.sweep import main
+from dasvit.search import SearchRun
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = str(REPO / "experiments" / "configs" / "tiny.yaml")
@@ -103,6 +110,53 @@ def test_sweep_retrains_the_best_genotype_and_links_it(sweep):
     assert client.download_artifacts(retrained.info.run_id, "genotype.json")
     assert tracking.load_genotype_artifact(client, retrained.info.run_id)["blocks"] == scored["blocks"]
     assert {"test_acc", "params", "macs"} <= set(retrained.data.metrics)
+
+
+def test_sweep_registers_its_champion_for_load_predict_and_pyfunc(sweep, digits, tmp_path, capsys):
+    """The retrained best genotype is a registered model version, alias ``champion``, tagged with its sweep; the
+    same real digit images get the same classes from ``dasvit.load``, ``dasvit predict`` and MLflow's pyfunc."""
+    workdir, client, runs = sweep
+    (sweep_parent,) = _kind(runs, "sweep")
+    (retrained,) = _kind(runs, "retrain")
+    champion = client.get_model_version_by_alias("tiny", model_store.CHAMPION)
+    assert champion.run_id == retrained.info.run_id and champion.tags[model_store.SWEEP_TAG] == sweep_parent.info.run_id
+    assert float(champion.tags["test_acc"]) == retrained.data.metrics["test_acc"]
+    uri = tracking.default_tracking_uri(workdir)
+    images = []
+    for i in range(6):
+        path = tmp_path / f"{i}.png"
+        Image.fromarray((digits.test[i][0][0].numpy() * 255).round().astype(np.uint8)).save(path)
+        images.append(path)
+    model = dasvit.load("models:/tiny@champion", tracking_uri=uri)
+    by_load = [top[0][0] for top in model.classify(images)]
+    assert cli_main(["predict", "models:/tiny@champion", *map(str, images), "--json", "--tracking-uri", uri]) == 0
+    by_cli = [p["top"][0]["class"] for p in json.loads(capsys.readouterr().out)["predictions"]]
+    mlflow.set_tracking_uri(uri)
+    pixels = np.stack([np.asarray(Image.open(p), dtype=np.float32)[None] / 255 for p in images])
+    by_pyfunc = list(mlflow.pyfunc.load_model("models:/tiny@champion").predict(pixels)["label"])
+    assert by_load == by_cli == by_pyfunc
+
+
+def test_registering_again_for_the_same_sweep_adds_no_version(sweep):
+    """A resumed sweep registers nothing new: the version its first run registered is handed back."""
+    _, client, runs = sweep
+    (sweep_parent,) = _kind(runs, "sweep")
+    (retrained,) = _kind(runs, "retrain")
+    before = client.search_model_versions("name = 'tiny'")
+    version = model_store.register_champion(client, "tiny", retrained.info.run_id,
+                                            {model_store.SWEEP_TAG: sweep_parent.info.run_id})
+    assert version == int(before[0].version) and len(client.search_model_versions("name = 'tiny'")) == len(before) == 1
+
+
+def test_a_store_without_a_registry_is_reported_and_the_sweep_goes_on(capsys):
+    class NoRegistry:
+        def search_model_versions(self, *args):
+            raise MlflowException("Model Registry is not supported by this store")
+
+    table = pd.DataFrame([{"retrain_run_id": "r1", "genotype_id": "g", "trial_id": "t", "objective": 0.9,
+                           "test_acc": 0.8, "macs": 1}])
+    sweep_run.register_best(NoRegistry(), "exp", table, "parent")
+    assert "the champion is not registered" in capsys.readouterr().out
 
 
 def test_trial_objective_is_the_proxy_score_of_the_scored_genotype(sweep):

@@ -7,6 +7,7 @@ import torch
 from dasvit.config import ConfigError, DataConfig, RetrainConfig
 from dasvit.genotype import genotype_from_dict
 from dasvit.retrain import retrain, warmup_cosine
+from dasvit.saved_model import load_model
 
 GENOTYPE = {
     "version": 1, "embed_dim": 16, "patch_size": 2, "input": {"image_size": 8, "in_chans": 1, "num_classes": 10},
@@ -20,8 +21,9 @@ def test_retrain_learns_digits_and_writes_results(digits, tmp_path):
     assert result.test_acc > 0.3  # chance is 0.1
     assert json.loads((tmp_path / "result.json").read_text())["params"] == result.params > 0
     assert result.macs > 0
-    state = torch.load(tmp_path / "model.pt", weights_only=True)
-    assert not any("alpha" in key for key in state)
+    model = load_model(tmp_path)  # the plain network of the genotype: no search machinery
+    assert not any("alpha" in key for key in model.state_dict())
+    assert model.card.test_acc == result.test_acc and model.card.genotype_id == genotype_from_dict(GENOTYPE).id
 
 
 def test_warmup_then_cosine():

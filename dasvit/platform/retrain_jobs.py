@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -18,7 +19,7 @@ import torch
 from dasvit.config import ConfigError, DataConfig, RetrainConfig
 from dasvit.data import DataError, ImageData, load_data
 from dasvit.genotype import genotype_from_dict
-from dasvit.platform import tracking
+from dasvit.platform import model_store, tracking
 from dasvit.platform.ray_session import connect_ray
 from dasvit.quick_exit import freeze_heap_at_exit
 from dasvit.retrain import retrain
@@ -88,8 +89,11 @@ def retrain_task(job: RetrainJob, data: ImageData) -> dict[str, Any]:
     try:
         tracking.log_params(client, run_id, tracking.flatten("", {"retrain": vars(config) | {"data": vars(config.data)}}))
         client.log_text(run_id, genotype.to_json(), "genotype.json")
-        result = retrain(genotype, config, data, device="cuda" if job.gpus > 0 else "cpu", precision=job.precision,
-                         on_epoch_end=lambda row: tracking.log_metrics(client, run_id, row, step=row["epoch"]))
+        with tempfile.TemporaryDirectory() as folder:
+            result = retrain(genotype, config, data, out_dir=folder, device="cuda" if job.gpus > 0 else "cpu",
+                             precision=job.precision,
+                             on_epoch_end=lambda row: tracking.log_metrics(client, run_id, row, step=row["epoch"]))
+            model_store.log_model(client, run_id, folder, model_store.example_pixels(data, config.data.resolved_image_size))
         tracking.log_metrics(client, run_id, {"test_acc": result.test_acc, "params": result.params,
                                               "macs": result.macs, "retrain_seconds": result.seconds}, step=config.epochs)
     except BaseException as err:

@@ -6,8 +6,6 @@ parallel. ``dasvit.platform.sweep`` parses and validates the command line first 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import sys
 import time
 from dataclasses import dataclass
@@ -15,6 +13,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import optuna
+from mlflow.exceptions import MlflowException
 import pandas as pd
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
@@ -22,8 +21,9 @@ from ray.tune.search.optuna import OptunaSearch
 
 from dasvit.config import ConfigError
 from dasvit.data import DataError, ImageData, load_data
+from dasvit.genotype import blocks_id
 from dasvit.io import atomic_write_text
-from dasvit.platform import sweep_state, tracking
+from dasvit.platform import model_store, sweep_state, tracking
 from dasvit.platform.config import SweepConfig
 from dasvit.platform.interrupt import Interrupt
 from dasvit.platform.pareto import pareto_mask, plot_pareto
@@ -93,7 +93,7 @@ def genotype_id(run_id: str, client: Any) -> str:
         genotype = tracking.selected_genotype(client, run_id)
     except ConfigError:
         return ""
-    return hashlib.sha1(json.dumps(genotype["blocks"], sort_keys=True).encode()).hexdigest()[:10]
+    return blocks_id(genotype["blocks"])
 
 
 def results_table(results: tune.ResultGrid, client: Any, tuned: list[str], total_epochs: int) -> pd.DataFrame:
@@ -193,6 +193,8 @@ def run_sweep(plan: SweepPlan, argv: Sequence[str] | None, interrupt: Interrupt)
         table = table.merge(retrained[["search_run_id", "test_acc", "retrain_run_id"]], on="search_run_id", how="left")
     table["pareto"] = pareto_mask(table, OBJECTIVE_METRIC, "macs")
     table = table.sort_values(OBJECTIVE_METRIC, ascending=False, na_position="last")
+    if "retrain_run_id" in table and table["retrain_run_id"].notna().any():
+        register_best(client, config.experiment, table, parent_run_id)
     csv_path = plan.state_dir / f"{plan.name}-results.csv"
     atomic_write_text(csv_path, table.to_csv(index=False))
     client.log_artifact(parent_run_id, str(csv_path))
@@ -210,6 +212,23 @@ def run_sweep(plan: SweepPlan, argv: Sequence[str] | None, interrupt: Interrupt)
           f"{config.experiment!r}, sweep run {parent_run_id} (search_run_id / retrain_run_id columns of the CSV name "
           "each trial's runs)")
     return 0
+
+
+def register_best(client: Any, name: str, table: pd.DataFrame, parent_run_id: str) -> None:
+    """Register the best retrained genotype, by the sweep's objective (``table`` is sorted by it; test accuracy
+    never chooses), as the ``champion`` of the registered model ``name``. A store without a model registry is
+    reported once and the sweep goes on: the model stays logged with its retraining run."""
+    best = table[table["retrain_run_id"].notna()].iloc[0]
+    tags = {model_store.SWEEP_TAG: parent_run_id, "genotype_id": best["genotype_id"], "trial_id": best["trial_id"],
+            "objective": best[OBJECTIVE_METRIC], "test_acc": best["test_acc"], "macs": best["macs"]}
+    try:
+        version = model_store.register_champion(client, name, best["retrain_run_id"], tags)
+    except MlflowException as err:
+        print(f"the champion is not registered (this MLflow store has no usable model registry: {err}); its model "
+              f"is logged with retraining run {best['retrain_run_id']}", flush=True)
+        return
+    print(f"champion: models:/{name}@{model_store.CHAMPION} (version {version}, trial {best['trial_id']}, "
+          f"genotype {best['genotype_id']})", flush=True)
 
 
 def stop_interrupted(interrupt: Interrupt, plan: SweepPlan, parent_run_id: str, argv: Sequence[str] | None) -> int:
