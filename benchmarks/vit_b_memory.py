@@ -14,20 +14,21 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import matplotlib
 import pandas as pd
 import torch
+from synthetic import synthetic_data
+from token_selection import device_name, sync
 
 from dasvit.config import DataConfig, SearchConfig
 from dasvit.data import make_loader
 from dasvit.metrics import peak_memory_during
 from dasvit.quick_exit import freeze_heap_at_exit
 from dasvit.search import SearchRun
-from synthetic import synthetic_data
-from token_selection import device_name, sync
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -50,7 +51,7 @@ def one_step(config: SearchConfig, batch: int, device: torch.device, precision: 
         run.step(*batches)
         sync(device)
         times.append(time.perf_counter() - start)
-    peak = peak_memory_during(lambda: run.step(*batches), device)
+    peak = peak_memory_during(partial(run.step, *batches), device)
     del run, batches
     if device.type == "cuda":
         torch.cuda.empty_cache()

@@ -10,30 +10,35 @@ from __future__ import annotations
 import json
 import pickle
 import zipfile
-from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import pandas as pd
 import torch
 
 from dasvit.io import CheckpointError, atomic_torch_save, atomic_write_text
 
-if TYPE_CHECKING:
-    from dasvit.search import SearchRun
+
+class Resumable(Protocol):
+    """What ``resume`` needs of a search: where its tensors go and how it takes a state back."""
+
+    device: torch.device
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 CHECKPOINT = "checkpoint.pt"
 GENOTYPE = "genotype.json"
 
 
-def write_outputs(run: SearchRun, out_dir: Path) -> None:
-    """config.json, metrics.csv (one row per epoch), alpha_history.json and the checkpoint."""
+def write_outputs(state: dict[str, Any], out_dir: Path) -> None:
+    """From a search's state (``SearchRun.state_dict``): config.json, metrics.csv (one row per epoch),
+    alpha_history.json and the checkpoint itself."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_dir / "config.json", json.dumps(run.config.to_dict(), indent=2) + "\n")
-    atomic_write_text(out_dir / "metrics.csv", pd.DataFrame([asdict(r) for r in run.history]).to_csv(index=False))
-    alpha = {"ops": list(run.config.ops), "epochs": run.alpha_history, "stages": run.stage_summaries}
+    atomic_write_text(out_dir / "config.json", json.dumps(state["config"], indent=2) + "\n")
+    atomic_write_text(out_dir / "metrics.csv", pd.DataFrame(state["history"]).to_csv(index=False))
+    alpha = {"ops": list(state["config"]["ops"]), "epochs": state["alpha_history"], "stages": state["stage_summaries"]}
     atomic_write_text(out_dir / "alpha_history.json", json.dumps(alpha) + "\n")
-    atomic_torch_save(out_dir / CHECKPOINT, run.state_dict())
+    atomic_torch_save(out_dir / CHECKPOINT, state)
 
 
 def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
@@ -49,7 +54,7 @@ def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
     return state
 
 
-def resume(run: SearchRun, out_dir: str | Path) -> bool:
+def resume(run: Resumable, out_dir: str | Path) -> bool:
     """Load ``out_dir``'s checkpoint into ``run`` if there is one; return whether it did."""
     path = Path(out_dir) / CHECKPOINT
     if not path.is_file():

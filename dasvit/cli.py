@@ -1,5 +1,5 @@
-"""``dasvit search | retrain | show | predict | export``. Every input is checked before anything is written; a bad value exits with
-status 2 and a message that names it."""
+"""``dasvit search | retrain | show | predict | export``. Every input is checked before anything is written; a bad
+value exits with status 2 and a message that names it."""
 
 from __future__ import annotations
 
@@ -224,8 +224,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from dasvit.export import SUFFIXES
+    from importlib.util import find_spec
 
+    from dasvit.export import SUFFIXES, ExportError
+
+    missing = [name for name in ("onnx", "onnxruntime", "onnxscript") if find_spec(name) is None]
+    if args.format == "onnx" and missing:
+        raise UsageError(f"ONNX export needs {', '.join(missing)}: pip install -e '.[export]' (or use --format "
+                         "exported-program)")
     source = _model_source(args.model)
     import dasvit
     from dasvit.export import export_model
@@ -233,7 +239,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     model = dasvit.load(source, args.tracking_uri)
     card = model.card
     out = Path(args.out) if args.out else Path(f"model-{card.genotype_id}{SUFFIXES[args.format]}")
-    diff = export_model(model.network, (card.in_chans, card.image_size, card.image_size), out, args.format)
+    try:
+        diff = export_model(model.network, (card.in_chans, card.image_size, card.image_size), out, args.format)
+    except ExportError as err:
+        print(f"dasvit export: error: {err}", file=sys.stderr)
+        return 1
     print(f"{args.format} model written to {out} (input: float32 images, (batch, {card.in_chans}, {card.image_size}, "
           f"{card.image_size}), normalised with mean {list(card.mean)} and std {list(card.std)}; output: "
           f"{card.num_classes} logits); parity with PyTorch: max abs logit difference {diff:.2e}")

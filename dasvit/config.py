@@ -89,7 +89,7 @@ class SearchConfig:
     def space(self) -> SearchSpace:
         return SearchSpace(tuple(self.ops), self.nodes, self.edges_per_node)
 
-    def validate(self) -> "SearchConfig":
+    def validate(self) -> SearchConfig:
         try:
             validate_keep_ratio(self.keep_ratio)
             validate_lambda(self.fairness_lambda)
@@ -118,7 +118,7 @@ class SearchConfig:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "SearchConfig":
+    def from_dict(cls, data: dict[str, Any]) -> SearchConfig:
         data = dict(data)
         if "data" in data:
             data["data"] = _from_dict(DataConfig, dict(data["data"]), "data config")
@@ -128,7 +128,7 @@ class SearchConfig:
             data["stages"] = tuple(_from_dict(StageSpec, dict(s), "stage") for s in data["stages"])
         return _from_dict(cls, data, "search config")
 
-    def with_overrides(self, **changes: Any) -> "SearchConfig":
+    def with_overrides(self, **changes: Any) -> SearchConfig:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
@@ -149,7 +149,7 @@ class RetrainConfig:
     grad_clip: float = 1.0
     seed: int = 0
 
-    def validate(self, patch_size: int) -> "RetrainConfig":
+    def validate(self, patch_size: int) -> RetrainConfig:
         self.data.validate(patch_size)
         for name in ("epochs", "batch_size"):
             _check_positive(name.replace("_", " "), getattr(self, name))

@@ -21,15 +21,11 @@ CHECK_BATCHES = (1, 8)
 
 
 class ExportError(RuntimeError):
-    """The exported network disagrees with PyTorch, or the exporter is missing."""
+    """The exported network disagrees with PyTorch."""
 
 
 def _export_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> Callable[[np.ndarray], np.ndarray]:
-    try:
-        import onnxruntime
-        import onnxscript  # noqa: F401 - torch.onnx's exporter needs it
-    except ImportError as err:
-        raise ExportError(f"ONNX export needs the export extra: pip install 'dasvit[export]' ({err})") from None
+    import onnxruntime  # the export extra (dasvit.cli checks that it is installed)
     torch.onnx.export(model, (example,), str(path), dynamo=True, verbose=False, external_data=False, input_names=["images"],
                       output_names=["logits"], dynamic_shapes=({0: torch.export.Dim("batch")},))
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])

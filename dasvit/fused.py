@@ -51,7 +51,8 @@ def _projected_branches(ops: list[tuple[int, nn.Module]], weights: torch.Tensor,
     ordered = attns + mlps  # MLP hidden units last and contiguous: one GELU for all of them
     in_weight = torch.cat([op.in_proj.weight * op.norm.weight for _, op in ordered])
     in_bias = torch.cat([torch.addmv(op.in_proj.bias, op.in_proj.weight, op.norm.bias) for _, op in ordered])
-    widths = [op.in_proj.out_features for _, op in attns] + ([sum(op.in_proj.out_features for _, op in mlps)] if mlps else [])
+    mlp_width = [sum(op.in_proj.out_features for _, op in mlps)] if mlps else []
+    widths = [op.in_proj.out_features for _, op in attns] + mlp_width
     pieces = F.linear(normed, in_weight, in_bias).split(widths, dim=-1)  # split, not slices: its backward is one cat
     parts = [op.core(piece) for (_, op), piece in zip(attns, pieces)]
     if mlps:

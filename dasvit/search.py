@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -19,38 +19,18 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from dasvit.architect import Architect, Batch
+from dasvit.architect import Batch
 from dasvit.checkpoint import GENOTYPE, write_outputs
-from dasvit.compiled import compile_step_model
 from dasvit.config import ConfigError, SearchConfig
 from dasvit.data import ImageData, make_loader, search_splits
-from dasvit.distributed import average_gradients_, rank, sum_over_ranks, world_size
+from dasvit.distributed import average_gradients_, rank, world_size
+from dasvit.epoch_record import EpochRecord, train_figures, val_figures
 from dasvit.genotype import Genotype, InputSpec
-from dasvit.metrics import evaluate_sums
-from dasvit.precision import autocast_forward
 from dasvit.progress import EpochProgress
-from dasvit.progressive import prune_masks, stretch_masks
+from dasvit.search_stage import Execution, build_stage, next_stage_masks, stage_summary
 from dasvit.seeding import derived_seed, seed_everything
-from dasvit.supernet import Supernet, alpha_stats
+from dasvit.supernet import alpha_stats
 from dasvit.vocabulary import parse_op, validate_compile, validate_precision
-
-
-@dataclass
-class EpochRecord:
-    stage: int
-    depth: int
-    epoch: int  # within the stage
-    global_epoch: int
-    lr: float
-    train_loss: float
-    train_acc: float
-    val_loss: float  # on the whole search-val split after the epoch
-    val_acc: float
-    fairness_penalty: float
-    skip_share: float  # mean softmax weight of 'skip' over all edges
-    alpha_entropy: float  # mean entropy of the edge mixtures (nats)
-    seconds: float
-
 
 EpochCallback = Callable[["SearchRun", EpochRecord], None]
 
@@ -74,9 +54,8 @@ class SearchRun:
                  precision: str = "fp32", compile_mode: str = "off"):
         self.config = config.validate()
         self.device = torch.device(device)
-        self.fused = fused
-        self.precision = validate_precision(precision)
-        self.compile_mode = validate_compile(compile_mode, self.device.type)
+        self.execution = Execution(self.device, fused, validate_precision(precision),
+                                   validate_compile(compile_mode, self.device.type))
         self.shard = (rank(), world_size())
         image_size = config.data.resolved_image_size
         self.input_spec = InputSpec(image_size, data.in_chans, data.num_classes)
@@ -99,32 +78,12 @@ class SearchRun:
         self.epochs_done = 0
         self._build_stage(0, [config.space.full_mask() for _ in range(config.stages[0].depth)])
 
-    # ----- stage set-up -------------------------------------------------------------------------------------------
+    # ----- stage set-up (dasvit.search_stage) ---------------------------------------------------------------------
     def _build_stage(self, stage: int, masks: list[torch.Tensor]) -> None:
-        config, spec = self.config, self.config.stages[stage]
-        seed_everything(derived_seed(config.seed, stage))
         self.stage, self.epochs_done = stage, 0
-        self.model = autocast_forward(Supernet(
-            config.space, spec.depth, config.embed_dim, config.resolved_patch_size, self.input_spec,
-            keep_ratio=config.keep_ratio, masks=masks, head=config.head, fused=self.fused,
-        ).to(self.device), self.device, self.precision)
-        self.step_model = compile_step_model(self.model, self.compile_mode)
-        self.w_optimizer = torch.optim.AdamW(  # fused: one kernel for all weights (measured 5.9 -> 1.4 ms on CPU)
-            self.model.weight_parameters(), lr=config.w_lr, weight_decay=config.w_weight_decay, fused=True
-        )
-        steps = spec.epochs * self.steps_per_epoch
-        self.w_scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.w_optimizer, T_max=max(1, steps))
-        self.architect = Architect(
-            self.model, lr=config.alpha_lr, weight_decay=config.alpha_weight_decay,
-            fairness_lambda=config.fairness_lambda, second_order=config.second_order, forward=self.step_model,
-        )
-
-    def _next_stage_masks(self) -> list[torch.Tensor]:
-        spec = self.config.stages[self.stage + 1]
-        masks = self.model.masks
-        if spec.ops is not None:
-            masks = prune_masks(self.model.arch_parameters(), masks, self.none_columns, spec.ops)
-        return stretch_masks([m.cpu() for m in masks], spec.depth)
+        built = build_stage(self.config, stage, masks, self.input_spec, self.steps_per_epoch, self.execution)
+        self.model, self.step_model, self.architect = built.model, built.step_model, built.architect
+        self.w_optimizer, self.w_scheduler = built.w_optimizer, built.w_scheduler
 
     # ----- one epoch ----------------------------------------------------------------------------------------------
     @property
@@ -171,25 +130,12 @@ class SearchRun:
             train_batch = (x_train.to(self.device), y_train.to(self.device))
             loss, logits, penalty = self.step(train_batch, (x_val.to(self.device), y_val.to(self.device)))
             totals += (float(loss) * len(y_train), int((logits.argmax(1) == train_batch[1]).sum()), len(y_train))
-        totals = sum_over_ranks(list(totals), self.device)
-        val_loss_sum, val_correct, val_count = sum_over_ranks(
-            evaluate_sums(self.model, self.val_set, self.device, shard=self.shard), self.device
-        )  # the whole search-val split, sharded over ranks
-        val_loss, val_acc = val_loss_sum / val_count, val_correct / val_count
         weights = [w.detach().cpu() for w in self.model.op_weights()]
         record = EpochRecord(
-            stage=self.stage,
-            depth=len(self.model.blocks),
-            epoch=self.epochs_done,
-            global_epoch=len(self.history),
-            lr=lr,
-            train_loss=float(totals[0] / totals[2]),
-            train_acc=float(totals[1] / totals[2]),
-            val_loss=val_loss,
-            val_acc=val_acc,
-            fairness_penalty=penalty,
-            **alpha_stats(weights, self.skip_columns),
-            seconds=time.perf_counter() - start,
+            stage=self.stage, depth=len(self.model.blocks), epoch=self.epochs_done, global_epoch=len(self.history),
+            lr=lr, fairness_penalty=penalty, **train_figures(totals, self.device),
+            **val_figures(self.model, self.val_set, self.device, self.shard),
+            **alpha_stats(weights, self.skip_columns), seconds=time.perf_counter() - start,
         )
         self.epochs_done += 1
         self.history.append(record)
@@ -210,17 +156,13 @@ class SearchRun:
             raise RuntimeError("the search is already finished")
         if self.epochs_done == self.config.stages[self.stage].epochs:
             self._close_stage()
-            self._build_stage(self.stage + 1, self._next_stage_masks())
+            self._build_stage(self.stage + 1, next_stage_masks(self.config, self.stage, self.model, self.none_columns))
         return self.train_epoch(progress)
 
     def _close_stage(self) -> None:
         if len(self.stage_summaries) > self.stage:  # already closed (a finished run that was resumed)
             return
-        self.stage_summaries.append(
-            {"stage": self.stage, "depth": len(self.model.blocks),
-             "op_weights": [w.detach().cpu().tolist() for w in self.model.op_weights()],
-             "masks": [m.cpu().tolist() for m in self.model.masks]}
-        )
+        self.stage_summaries.append(stage_summary(self.stage, self.model))
 
     def closes_stage(self, record: EpochRecord) -> bool:
         """Whether ``record`` is the last epoch of its stage: where stage plots are drawn and trials are scored."""
@@ -241,13 +183,13 @@ class SearchRun:
                 record = self.advance(progress)
                 bar.update(stage=record.stage, val_acc=f"{record.val_acc:.3f}", skip=f"{record.skip_share:.2f}")
                 if out_dir is not None and self.shard[0] == 0:
-                    write_outputs(self, Path(out_dir))
+                    write_outputs(self.state_dict(), Path(out_dir))
                 if on_epoch_end is not None:
                     on_epoch_end(self, record)
         self._close_stage()
         genotype = self.genotype()
         if out_dir is not None and self.shard[0] == 0:
-            write_outputs(self, Path(out_dir))
+            write_outputs(self.state_dict(), Path(out_dir))
             genotype.save(Path(out_dir) / GENOTYPE)
         return genotype
 

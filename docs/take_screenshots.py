@@ -51,7 +51,8 @@ def mlflow(url: str, experiment: str) -> None:
         request = urllib.request.Request(f"{url}{path}", json.dumps(body).encode(), {"Content-Type": "application/json"})
         return json.loads(urllib.request.urlopen(request).read())
 
-    exp = json.loads(urllib.request.urlopen(f"{url}/api/2.0/mlflow/experiments/get-by-name?experiment_name={experiment}").read())
+    by_name = f"{url}/api/2.0/mlflow/experiments/get-by-name?experiment_name={experiment}"
+    exp = json.loads(urllib.request.urlopen(by_name).read())
     exp_id = exp["experiment"]["experiment_id"]
     runs = post("/api/2.0/mlflow/runs/search", {"experiment_ids": [exp_id],
                                                 "filter": "tags.`dasvit.kind` = 'search'", "max_results": 50})["runs"]

@@ -24,10 +24,11 @@ import torch
 
 from dasvit.config import SearchConfig
 from dasvit.data import load_data, make_loader
+from dasvit.epoch_record import EpochRecord
 from dasvit.metrics import peak_memory_during
 from dasvit.platform import tracking
 from dasvit.quick_exit import freeze_heap_at_exit
-from dasvit.search import EpochRecord, SearchRun
+from dasvit.search import SearchRun
 
 
 def step_memory_mb(run: SearchRun) -> tuple[float, float]:

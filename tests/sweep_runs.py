@@ -31,8 +31,9 @@ def run_sweep(workdir: Path, name: str, config: dict, env: dict[str, str] | None
     return done
 
 
-def experiment_runs(workdir: Path, experiment: str, kind: str | None = None) -> list:
-    """The MLflow runs of ``experiment`` in ``workdir``'s store, only those tagged ``kind`` when given."""
-    client = tracking.client_for(tracking.default_tracking_uri(workdir))
+def experiment_runs(workdir: Path, experiment: str, kind: str | None = None, tracking_uri: str | None = None) -> list:
+    """The MLflow runs of ``experiment`` in ``tracking_uri`` (default: ``workdir``'s SQLite store), only those tagged
+    ``kind`` when given."""
+    client = tracking.client_for(tracking_uri or tracking.default_tracking_uri(workdir))
     runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
     return [r for r in runs if kind is None or r.data.tags.get(tracking.KIND_TAG) == kind]

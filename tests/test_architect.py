@@ -1,9 +1,9 @@
 import torch
 import torch.nn.functional as F
+from conftest import random_batch, tiny_supernet
 from torch.func import functional_call
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from conftest import random_batch, tiny_supernet
 from dasvit.architect import Architect
 
 
@@ -44,7 +44,8 @@ def test_second_order_matches_exact_autograd():
 def test_second_order_restores_the_weights():
     model = tiny_supernet(dtype=torch.float64)
     before = [p.detach().clone() for p in model.weight_parameters()]
-    Architect(model, second_order=True).alpha_gradient(random_batch(8, torch.float64), random_batch(8, torch.float64, 1), 0.1)
+    batches = random_batch(8, torch.float64), random_batch(8, torch.float64, 1)
+    Architect(model, second_order=True).alpha_gradient(*batches, 0.1)
     assert all(torch.equal(a, b) for a, b in zip(before, model.weight_parameters()))
 
 

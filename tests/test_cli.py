@@ -19,9 +19,10 @@ def _bad_genotype(tmp_path, text):
     return str(path)
 
 
-CYCLIC = json.dumps({"version": 1, "embed_dim": 16, "patch_size": 2, "input": {"image_size": 8, "in_chans": 1, "num_classes": 10},
-                     "blocks": [{"nodes": 2, "edges": [{"from": 0, "to": 1, "op": "skip"}, {"from": 2, "to": 1, "op": "skip"},
-                                                        {"from": 1, "to": 2, "op": "skip"}]}]})
+CYCLIC = json.dumps({
+    "version": 1, "embed_dim": 16, "patch_size": 2, "input": {"image_size": 8, "in_chans": 1, "num_classes": 10},
+    "blocks": [{"nodes": 2, "edges": [{"from": 0, "to": 1, "op": "skip"}, {"from": 2, "to": 1, "op": "skip"},
+                                      {"from": 1, "to": 2, "op": "skip"}]}]})
 
 SEARCH_CASES = [
     (["--keep-ratio", "0"], "keep ratio 0.0 is outside (0, 1]"),
@@ -95,9 +96,12 @@ def test_resume_from_a_damaged_checkpoint_exits_2_naming_it(damage, tmp_path, ca
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing else changed
 
 
+@pytest.mark.slow
 def test_console_script_search_retrain_show(tmp_path):
     out = tmp_path / "search"
-    run = lambda *args: subprocess.run([sys.executable, "-m", "dasvit.cli", *args], capture_output=True, text=True)
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "dasvit.cli", *args], capture_output=True, text=True)
+
     searched = run("search", *TINY, "--out", str(out))
     assert searched.returncode == 0, searched.stderr
     for name in ("genotype.json", "metrics.csv", "alpha_history.json", "config.json", "checkpoint.pt"):
@@ -158,7 +162,7 @@ def test_progress_is_one_plain_line_per_epoch_when_not_a_terminal(tmp_path, caps
 
 
 HEAVY = ("torch", "torchvision", "ray", "mlflow", "optuna")
-NO_HEAVY_IMPORT = """
+NO_HEAVY_IMPORT = f"""
 import runpy, sys
 sys.argv = sys.argv[1:]
 try:
@@ -166,9 +170,9 @@ try:
         sys.argv[0], run_name="__main__")
 except SystemExit as exit:
     code = exit.code
-print("heavy:", ",".join(m for m in {heavy!r} if m in sys.modules), file=sys.stderr)
+print("heavy:", ",".join(m for m in {HEAVY!r} if m in sys.modules), file=sys.stderr)
 sys.exit(code)
-""".format(heavy=HEAVY)
+"""
 
 
 @pytest.mark.parametrize("command,needle", [

@@ -69,7 +69,7 @@ def test_ray_up_submit_down_runs_the_unchanged_sweep_script(tmp_path):
         ray("down", "-y", str(config))
         bashrc = Path("~/.bashrc").expanduser()
         if bashrc.exists():
-            bashrc.write_text("".join(l for l in bashrc.read_text().splitlines(True) if l.strip() != activate))
+            bashrc.write_text("".join(line for line in bashrc.read_text().splitlines(True) if line.strip() != activate))
     client = tracking.client_for(tracking.default_tracking_uri(workdir))
     runs = client.search_runs([client.get_experiment_by_name("e2e").experiment_id])
     assert sum(r.data.tags.get(tracking.KIND_TAG) == "search" for r in runs) == 2

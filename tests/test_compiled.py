@@ -32,6 +32,7 @@ def test_traced_step_captures_two_graphs_and_matches_the_eager_step(tiny_config,
         torch.testing.assert_close(traced[name], value, rtol=1e-5, atol=1e-7, msg=name)
 
 
+@pytest.mark.slow
 def test_each_stage_compiles_its_own_supernet(tiny_config, digits):
     """A new stage builds a deeper supernet with pruned ops: it must be compiled anew, not run by the old graph."""
     one_epoch_each = replace(tiny_config, stages=tuple(replace(s, epochs=1) for s in tiny_config.stages))

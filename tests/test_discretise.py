@@ -47,7 +47,8 @@ def test_argmax_with_dead_attention_makes_its_node_feed_the_output():
     then reads node 1 instead, through edge (1,2)'s strongest op; the argmax ops stay as they were."""
     ops = ["none", "skip", "attn_h2", "mlp_r2", "conv_k3"]
     alpha = torch.tensor([[0.0, 0.0, 3.0, 0.0, 1.0], [0.0, 0.0, 0.5, 0.0, 2.0], [0.0, 0.0, 0.2, 1.0, 1.5]])
-    genotype = discretise([alpha], [torch.ones(3, 5, dtype=torch.bool)], SearchSpace(tuple(ops)), 16, 2, InputSpec(8, 1, 10), "cls")
+    masks = [torch.ones(3, 5, dtype=torch.bool)]
+    genotype = discretise([alpha], masks, SearchSpace(tuple(ops)), 16, 2, InputSpec(8, 1, 10), "cls")
     assert genotype.blocks[0].edges == (Edge(0, 1, "attn_h2"), Edge(1, 2, "conv_k3"))
     assert not genotype.blind and genotype.meta["attention_routed"] == {"block": 0, "from": 1}
 

@@ -1,5 +1,6 @@
 """Two gloo processes run one search data-parallel: alpha and weights stay bit-identical across ranks."""
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -24,6 +25,7 @@ def _worker(rank: int, world: int, store_path: str, out: str) -> None:
     dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_alpha_stays_bit_identical_across_two_ranks(tmp_path):
     mp.spawn(_worker, args=(2, str(tmp_path / "store"), str(tmp_path)), nprocs=2, join=True)
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2))

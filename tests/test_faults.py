@@ -18,6 +18,7 @@ from dasvit.platform import tracking
 from dasvit.platform.trial_worker import FAULT_ENV, FAULT_ONCE_ENV
 
 
+@pytest.mark.slow
 def test_killed_worker_resumes_from_its_checkpoint_with_the_same_genotype(tmp_path):
     """SIGKILL rank 0 right after it reported global epoch 1 (of 4) with its checkpoint: Ray Train restarts the
     group from the last registered checkpoint, no finished epoch is lost, and the genotype equals that of an
@@ -45,6 +46,7 @@ def test_killed_worker_resumes_from_its_checkpoint_with_the_same_genotype(tmp_pa
     assert killed.data.metrics["val_acc"] == clean.data.metrics["val_acc"]
 
 
+@pytest.mark.slow
 def test_raising_trial_ends_failed_and_the_others_finish(tmp_path):
     """The first trial raises after its first epoch (no retries): its run ends FAILED with the error recorded, the
     second trial finishes, and the sweep's table and summary list the failure."""

@@ -5,6 +5,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 import ray
 import yaml
 
@@ -39,6 +40,7 @@ def _hold_gpu(seconds: float) -> tuple[list, float, float]:
     return ray.get_gpu_ids(), start, time.monotonic()
 
 
+@pytest.mark.slow
 def test_retrainings_share_one_fake_gpu_concurrently():
     config = SweepConfig.load(GPU_YAML)
     k = config.retrain.top_k

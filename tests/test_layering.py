@@ -10,9 +10,13 @@ import pytest
 PLATFORM_MODULES = ("ray", "mlflow", "optuna")
 
 
-@pytest.mark.parametrize("module", ["dasvit.search", "dasvit.cli", "dasvit.retrain", "dasvit.saved_model", "dasvit.export"])
+CORE_MODULES = ["dasvit.search", "dasvit.cli", "dasvit.retrain", "dasvit.saved_model", "dasvit.export"]
+
+
+@pytest.mark.parametrize("module", CORE_MODULES)
 def test_core_modules_load_no_platform_dependency(module):
-    code = f"import json, sys, {module}; print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {PLATFORM_MODULES!r})))"
+    loaded = f"sorted(m for m in sys.modules if m.split('.')[0] in {PLATFORM_MODULES!r})"
+    code = f"import json, sys, {module}; print(json.dumps({loaded}))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == []
@@ -45,3 +49,49 @@ def test_loading_a_model_folder_needs_no_platform_dependency(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout) == []
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Every ``dasvit`` module -> the ``dasvit`` modules it imports anywhere in its text (lazy imports too)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    modules = {".".join(p.relative_to(root).with_suffix("").parts).removesuffix(".__init__"): p
+               for p in (root / "dasvit").rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        targets: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                targets |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+        graph[name] = {t for t in targets if t in modules and t != name}
+    return graph
+
+
+def test_no_import_circles():
+    """A module never reaches itself through imports: each can be read, tested and moved on its own."""
+    graph = _import_graph()
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for target in sorted(graph[module]):
+            if state.get(target) == 1:
+                raise AssertionError("import circle: " + " -> ".join([*path[path.index(target):], target]))
+            if target not in state:
+                visit(target, [*path, target])
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+
+
+def test_the_core_never_imports_the_platform():
+    """Only the package's front door (``dasvit.load``, for MLflow URIs) may reach into ``dasvit.platform``."""
+    graph = _import_graph()
+    core = [m for m in graph if not m.startswith("dasvit.platform") and m != "dasvit"]
+    assert {m: sorted(t for t in graph[m] if t.startswith("dasvit.platform")) for m in core} == {m: [] for m in core}

@@ -14,7 +14,8 @@ def test_vit_b16_preset_matches_torchvision_exactly():
     assert count_macs(ours, 224, 3) == 17_563_828_224  # torchvision lists 17.56 GMACs
 
 
-@pytest.mark.parametrize("name,params,macs", [("vit_s16", 22_050_664, 4_598_882_304), ("vit_ti16", 5_717_416, 1_253_683_200)])
+@pytest.mark.parametrize("name,params,macs",
+                         [("vit_s16", 22_050_664, 4_598_882_304), ("vit_ti16", 5_717_416, 1_253_683_200)])
 def test_small_presets_match_the_analytic_counts(name, params, macs):
     model = build_model(load_genotype(name))
     assert count_params(model) == params

@@ -75,6 +75,7 @@ def _kind(runs, kind):
     return [r for r in runs if r.data.tags.get(tracking.KIND_TAG) == kind]
 
 
+@pytest.mark.slow
 def test_sweep_logs_parent_and_one_child_per_trial(sweep):
     _, client, runs = sweep
     (parent,) = _kind(runs, "sweep")
@@ -98,6 +99,7 @@ def test_sweep_logs_parent_and_one_child_per_trial(sweep):
         assert run.data.tags["dataset"] == "digits" and run.data.tags["stage"] == str(epochs - 1)
 
 
+@pytest.mark.slow
 def test_sweep_retrains_the_best_genotype_and_links_it(sweep):
     """Top 1: the search with the best objective (the proxy score of the genotype it hands back, finished or
     stopped early), retrained from the genotype that was scored."""
@@ -112,7 +114,8 @@ def test_sweep_retrains_the_best_genotype_and_links_it(sweep):
     assert {"test_acc", "params", "macs"} <= set(retrained.data.metrics)
 
 
-def test_sweep_registers_its_champion_for_load_predict_and_pyfunc(sweep, digits, tmp_path, capsys):
+@pytest.mark.slow
+def test_sweep_registers_its_champion_for_load_predict_and_pyfunc(sweep, digits, tmp_path, capsys, monkeypatch):
     """The retrained best genotype is a registered model version, alias ``champion``, tagged with its sweep; the
     same real digit images get the same classes from ``dasvit.load``, ``dasvit predict`` and MLflow's pyfunc."""
     workdir, client, runs = sweep
@@ -131,12 +134,14 @@ def test_sweep_registers_its_champion_for_load_predict_and_pyfunc(sweep, digits,
     by_load = [top[0][0] for top in model.classify(images)]
     assert cli_main(["predict", "models:/tiny@champion", *map(str, images), "--json", "--tracking-uri", uri]) == 0
     by_cli = [p["top"][0]["class"] for p in json.loads(capsys.readouterr().out)["predictions"]]
-    mlflow.set_tracking_uri(uri)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # for pyfunc's models:/ lookup; not mlflow.set_tracking_uri,
+    # which would also leave it set for the sweeps that later tests start in subprocesses
     pixels = np.stack([np.asarray(Image.open(p), dtype=np.float32)[None] / 255 for p in images])
     by_pyfunc = list(mlflow.pyfunc.load_model("models:/tiny@champion").predict(pixels)["label"])
     assert by_load == by_cli == by_pyfunc
 
 
+@pytest.mark.slow
 def test_registering_again_for_the_same_sweep_adds_no_version(sweep):
     """A resumed sweep registers nothing new: the version its first run registered is handed back."""
     _, client, runs = sweep
@@ -159,6 +164,7 @@ def test_a_store_without_a_registry_is_reported_and_the_sweep_goes_on(capsys):
     assert "the champion is not registered" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_trial_objective_is_the_proxy_score_of_the_scored_genotype(sweep):
     """Each trial's objective, logged beside the supernet's val accuracy, is what ``proxy_score`` gives its scored
     genotype when recomputed here: the proxy retraining on the search split, never the test split."""
@@ -179,6 +185,7 @@ def test_trial_objective_is_the_proxy_score_of_the_scored_genotype(sweep):
         assert again.val_acc == pytest.approx(metrics["proxy_val_acc"], abs=2e-3)
 
 
+@pytest.mark.slow
 def test_trials_and_retraining_use_the_data_set_the_driver_loaded(sweep):
     """Loaded once by the sweep and handed over through the object store: every search worker and the retraining
     task used the driver's copy (marked with an 11th class), none loaded its own."""
@@ -191,6 +198,7 @@ def test_trials_and_retraining_use_the_data_set_the_driver_loaded(sweep):
     assert retrained.data.metrics["params"] == count_params(model)
 
 
+@pytest.mark.slow
 def test_sweep_writes_the_results_table(sweep):
     workdir, client, runs = sweep
     table = pd.read_csv(workdir / "ray_results" / "tiny-results.csv")
@@ -205,6 +213,7 @@ def test_sweep_writes_the_results_table(sweep):
     assert set(table["search_run_id"]) == {r.info.run_id for r in _kind(runs, "search")}
 
 
+@pytest.mark.slow
 def test_retrain_entry_point_retrains_an_experiments_best_genotype(sweep, capsys):
     """``experiments/retrain.py``: the best genotype an experiment logged, retrained as a Ray task on the data set the
     entry point loaded before starting Ray; a run of its own, FINISHED, with a test accuracy."""
@@ -228,6 +237,7 @@ def _alpha_sync_loop(config: dict) -> None:
     torch.save([a.detach() for a in run.model.arch_parameters()], Path(config["out"]) / f"alpha{rank}.pt")
 
 
+@pytest.mark.slow
 def test_alpha_bit_identical_across_ray_train_workers(ray_session, tmp_path):
     trainer = TorchTrainer(
         _alpha_sync_loop, train_loop_config={"tiny": TINY, "out": str(tmp_path)},
@@ -283,6 +293,7 @@ def test_cluster_configs_pass_rays_schema():
         validate_config(prepare_config(broken))
 
 
+@pytest.mark.slow
 def test_killed_sweep_resumes_without_rerunning_finished_trials(ray_session, tmp_path):
     """Kill the sweep driver (and its local Ray) after the first trial; --resume finishes the sweep."""
     import signal
@@ -371,6 +382,7 @@ def test_supernet_ranking_prefers_finished_searches_over_early_stopped_ones(tmp_
     assert list(top_search_runs(uri, experiment_id, 5, parent)["trial_id"]) == ["finished-a", "finished-b", "stopped"]
 
 
+@pytest.mark.slow
 def test_leftover_placement_groups_of_this_job_are_released(ray_session):
     """A placement group that outlived its trial (an ASHA-stopped trial's worker group, seen holding the CPUs that
     the retraining tasks then waited for) is removed once no trial runs; the count says how many."""

@@ -55,6 +55,7 @@ def _retrain_digits(threads: int) -> tuple[float, list[float]]:
     return result.test_acc, losses
 
 
+@pytest.mark.slow
 def test_retraining_is_reproducible_alone_twice_and_in_a_ray_task():
     """Same genotype, seed and thread count: the same result in a second run and inside a Ray task (as the
     sweep's parallel retrainings run), to the last bit of the loss."""

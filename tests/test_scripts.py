@@ -46,6 +46,7 @@ EXPERIMENTS = {  # script -> (extra args, rows its table must have with one seed
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_experiment_script_smoke(name, shared):
     folder, uri = shared
@@ -62,6 +63,7 @@ def test_experiment_script_smoke(name, shared):
     assert sum(r.data.tags.get(tracking.KIND_TAG) == "experiment" for r in runs) == 1 and len(runs) > 1
 
 
+@pytest.mark.slow
 def test_token_selection_benchmark_smoke(tmp_path):
     run_script("benchmarks/token_selection.py", "--dataset", "digits", "--embed-dim", "16", "--steps", "1",
                "--warmup", "0", "--ratios", "0.25,1.0", "--paths", "eager,fused+trace",
@@ -97,12 +99,15 @@ def test_benchmark_usage_errors_exit_2(script, args, needle, tmp_path, capsys):
     assert not any(tmp_path.iterdir())  # nothing measured, nothing written
 
 
+@pytest.mark.slow
 def test_scaling_benchmark_smoke(tmp_path):
-    run_script("benchmarks/scaling.py", "--dataset", "digits", "--steps", "2", "--warmup", "1", "--out", str(tmp_path), cwd=tmp_path)
+    run_script("benchmarks/scaling.py", "--dataset", "digits", "--steps", "2", "--warmup", "1", "--out", str(tmp_path),
+               cwd=tmp_path)
     table = pd.read_csv(tmp_path / "scaling.csv")
     assert list(table["workers"]) == [1, 1, 1, 2] and (table["images_per_s"] > 0).all()
 
 
+@pytest.mark.slow
 def test_fused_divergence_smoke(tmp_path):
     run_script("experiments/fused_divergence.py", "--dataset", "digits", "--epochs", "1", "--seed", "0",
                "--out", str(tmp_path), cwd=tmp_path)
@@ -115,6 +120,7 @@ def test_fused_divergence_smoke(tmp_path):
         assert len(search["epochs"]) == 3 and len(search["genotype_ids"]) == 2
 
 
+@pytest.mark.slow
 def test_ray_overhead_benchmark_smoke(tmp_path):
     # as the default sweep runs a trial: 2 data-parallel workers sharing the CPUs
     run_script("benchmarks/ray_overhead.py", "--dataset", "digits", "--epochs", "1", "--trials", "1",
@@ -132,6 +138,7 @@ def test_ray_overhead_benchmark_smoke(tmp_path):
     assert all(0 <= p["appeared_s"] <= p["working_s"] for p in processes)
 
 
+@pytest.mark.slow
 def test_exit_after_sigterm_probe(tmp_path):
     """SIGTERM while a retraining task runs: the sweep says so, prints its resume command, and exits 143 with the
     retraining's process already gone; the probe records each of those moments. (Ray's own helpers may outlive the
@@ -145,6 +152,7 @@ def test_exit_after_sigterm_probe(tmp_path):
     assert "retrain_task" in report["samples"][0]["alive"] and "retrain_task" not in report["left_at_exit"]
 
 
+@pytest.mark.slow
 def test_vit_b_memory_benchmark_smoke(tmp_path):
     run_script("benchmarks/vit_b_memory.py", "--smoke", "--out", str(tmp_path), cwd=tmp_path)
     rows = json.loads((tmp_path / "vit_b_memory_smoke.json").read_text())["rows"]
@@ -152,6 +160,7 @@ def test_vit_b_memory_benchmark_smoke(tmp_path):
     assert rows[2]["peak_mem_mb"] < rows[0]["peak_mem_mb"] and rows[0]["largest_batch"] >= 4
 
 
+@pytest.mark.slow
 def test_search_cost_cifar_benchmark_smoke(tmp_path):
     run_script("benchmarks/search_cost_cifar.py", "--smoke", "--out", str(tmp_path), cwd=tmp_path)
     summary = json.loads((tmp_path / "search_cost_cifar_smoke.json").read_text())["summary"]

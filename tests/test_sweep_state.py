@@ -114,6 +114,7 @@ print(plan.name, plan.experiment_id)
 """
 
 
+@pytest.mark.slow
 def test_sweeps_started_together_in_a_fresh_folder_get_their_own_names(tmp_path):
     """Both create the store (under a file lock: without it one lost the first migration and called the store
     unreachable) and claim a name in the same second: the second gets ``-2``, its own state and study."""

@@ -66,7 +66,7 @@ class SweepConfig:
     retrain: RetrainJobConfig = field(default_factory=RetrainJobConfig)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "SweepConfig":
+    def from_dict(cls, data: dict[str, Any]) -> SweepConfig:
         if not isinstance(data, dict):
             raise ConfigError(f"a sweep config must be a mapping, got {type(data).__name__}")
         _known_keys(cls, data, "sweep config")
@@ -80,7 +80,7 @@ class SweepConfig:
         return cls(**data).validate()
 
     @classmethod
-    def load(cls, path: str | Path | None = None) -> "SweepConfig":
+    def load(cls, path: str | Path | None = None) -> SweepConfig:
         """The packaged default, or the YAML file at ``path``, which overrides the default key by key."""
         base = yaml.safe_load(resources.files("dasvit.platform.configs").joinpath("default.yaml").read_text())
         if path is None:
@@ -102,7 +102,7 @@ class SweepConfig:
     def trial_search_config(self, tuned: dict[str, Any]) -> SearchConfig:
         return trial_search_config(self.base_search(), tuned)
 
-    def validate(self) -> "SweepConfig":
+    def validate(self) -> SweepConfig:
         for name in ("num_trials", "max_concurrent_trials", "workers_per_trial", "max_failures"):
             value, low = getattr(self, name), 0 if name == "max_failures" else 1
             if not isinstance(value, int) or isinstance(value, bool) or value < low:

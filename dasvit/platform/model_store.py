@@ -44,7 +44,7 @@ class ImageClassifierModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context: Any) -> None:
         self.classifier = load_model(context.artifacts[FOLDER_KEY])
 
-    def predict(self, context, model_input, params=None):
+    def predict(self, context: Any, model_input: np.ndarray, params: dict[str, Any] | None = None) -> pd.DataFrame:
         pixels = torch.as_tensor(np.asarray(model_input, dtype=np.float32))
         probs = self.classifier.probabilities(self.classifier.preprocess.from_pixels(pixels))
         best, index = probs.max(-1)

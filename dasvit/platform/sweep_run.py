@@ -8,13 +8,14 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import optuna
-from mlflow.exceptions import MlflowException
 import pandas as pd
+from mlflow.exceptions import MlflowException
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
@@ -24,6 +25,7 @@ from dasvit.data import DataError, ImageData, load_data
 from dasvit.genotype import blocks_id
 from dasvit.io import atomic_write_text
 from dasvit.platform import model_store, sweep_state, tracking
+from dasvit.platform.cluster_check import alive_nodes, check_shared
 from dasvit.platform.config import SweepConfig
 from dasvit.platform.interrupt import Interrupt
 from dasvit.platform.pareto import pareto_mask, plot_pareto
@@ -159,6 +161,13 @@ def run(args: argparse.Namespace, config: SweepConfig, argv: Sequence[str] | Non
         print(f"sweep.py: error: {err}", file=sys.stderr)
         return 2
     dashboard = connect_ray(args.address)
+    try:
+        check_shared(plan.storage_path, plan.tracking_uri, alive_nodes())
+    except ConfigError as err:
+        if plan.resumed is None:  # the name claimed by plan_sweep: nothing of this sweep stays behind
+            sweep_state.state_path(plan.state_dir, plan.name).unlink(missing_ok=True)
+        print(f"sweep.py: error: {err}", file=sys.stderr)
+        return 2
     print(f"Ray dashboard: {dashboard}\nMLflow: mlflow ui --backend-store-uri {plan.tracking_uri} --host 127.0.0.1")
     with Interrupt() as interrupt:  # after ray.init, whose own SIGTERM handler would otherwise kill the driver
         return run_sweep(plan, argv, interrupt)

@@ -19,6 +19,7 @@ from filelock import FileLock
 from mlflow.entities import Metric, Param, RunStatus
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from mlflow.utils.credentials import read_mlflow_creds
 
 from dasvit.config import ConfigError
 from dasvit.genotype import Genotype
@@ -70,20 +71,53 @@ def check_reachable(tracking_uri: str) -> None:
     try:
         if tracking_uri.startswith(("http://", "https://")):
             requests.get(f"{tracking_uri.rstrip('/')}/health", timeout=5).raise_for_status()
+            check_credentials(tracking_uri)
             return
         if path is not None and not path.parent.is_dir():
             raise FileNotFoundError(f"folder {str(path.parent)!r} does not exist")
         client_for(tracking_uri).search_experiments(max_results=1)
+    except CredentialsError:
+        raise
     except Exception as err:  # noqa: BLE001 - any failure here means the store is unusable
         raise ConfigError(f"MLflow tracking store {tracking_uri!r} is unreachable: {err}") from None
 
 
+def check_credentials(tracking_uri: str) -> None:
+    """A server that runs MLflow's basic-auth app answers 401 without valid credentials. They come from where
+    MLflow's own client reads them, ``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD`` or the file
+    ``~/.mlflow/credentials``, never from a flag (a command line is visible to every user of the host), and no
+    message repeats the password."""
+    creds = read_mlflow_creds()
+    user = creds.username
+    auth = (creds.username, creds.password) if creds.username and creds.password else None
+    answer = requests.get(f"{tracking_uri.rstrip('/')}/api/2.0/mlflow/experiments/search", params={"max_results": 1},
+                          auth=auth, timeout=5)
+    if answer.status_code == 401 and auth is None:
+        raise CredentialsError(f"MLflow tracking server {tracking_uri!r} requires credentials: set "
+                               "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD in the environment (or "
+                               "~/.mlflow/credentials)")
+    if answer.status_code == 401:
+        raise CredentialsError(f"MLflow tracking server {tracking_uri!r} rejected the credentials of user {user!r} "
+                               "(MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD)")
+    if answer.status_code == 403:
+        raise CredentialsError(f"MLflow tracking server {tracking_uri!r}: user {user!r} may not read experiments")
+    answer.raise_for_status()
+
+
+class CredentialsError(ConfigError):
+    """Missing or wrong credentials for a tracking server: reported as they are, not as 'unreachable'."""
+
+
 def ensure_experiment(client: MlflowClient, name: str, artifact_root: str | Path | None = None) -> str:
-    experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    location = Path(artifact_root).resolve().as_uri() if artifact_root is not None else None
-    return client.create_experiment(name, artifact_location=location)
+    """The experiment's id, created if missing; ``ConfigError`` when the store refuses (e.g. no write permission)."""
+    try:
+        experiment = client.get_experiment_by_name(name)
+        if experiment is not None:
+            return experiment.experiment_id
+        location = Path(artifact_root).resolve().as_uri() if artifact_root is not None else None
+        return client.create_experiment(name, artifact_location=location)
+    except MlflowException as err:
+        raise ConfigError(f"MLflow experiment {name!r} cannot be created or read: {err.message}") from None
 
 
 def flatten(prefix: str, value: Any) -> dict[str, str]:

@@ -6,7 +6,8 @@ workers' loop lives in ``dasvit.platform.trial_worker``, which only the workers 
 trial's driver process, stays free of torchvision and the search core (measured: 3.5 s -> ~2 s of imports).
 
 Settings cross into Ray as frozen dataclasses built and validated in the driver (``TrialSetup`` for the Tune
-trainable, ``WorkerConfig`` for each Train worker), so a misspelt setting fails there, not in a remote worker.
+trainable, ``dasvit.platform.worker_config.WorkerConfig`` for each Train worker), so a misspelt setting fails
+there, not in a remote worker.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from ray.tune.integration.ray_train import TuneReportCallback
 from dasvit.config import SearchConfig
 from dasvit.platform import tracking
 from dasvit.platform.config import trial_search_config
+from dasvit.platform.worker_config import WorkerConfig
 
 if TYPE_CHECKING:
     from dasvit.data import ImageData
@@ -67,26 +69,6 @@ class TrialSetup:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrialSetup:
         return cls(**{**data, "search": SearchConfig.from_dict(data["search"]).validate()})
-
-
-@dataclass(frozen=True)
-class WorkerConfig:
-    """What each Ray Train worker of one trial needs."""
-
-    search: SearchConfig
-    workers: int
-    cpus_per_worker: float
-    tracking_uri: str
-    experiment_id: str
-    parent_run_id: str
-    trial_id: str
-    trial_name: str
-    precision: str = "fp32"
-    fused: bool = False
-    objective: str = "params"
-    proxy_epochs: int = 4
-    max_macs: int | None = None
-    trial_started_at: float = 0.0  # when the Tune trainable began: the worker group's start-up is measured from it
 
 
 def run_search_worker(config: WorkerConfig, data_ref: ray.ObjectRef) -> None:

@@ -4,11 +4,11 @@ retrain.
 With ``params`` (the default) the objective is the parameter count of the genotype the trial would hand back, every
 epoch: over the genotypes of ``experiments/results/objective.md`` it predicts the retrained validation accuracy
 better than any proxy retraining measured, at no cost. With ``proxy`` the trial scores, at the end of every search
-stage, the genotype it would hand back at that point (``dasvit.objective.proxy_score``) and carries that score until the next stage ends: ASHA's rungs fall on
-stage ends in the default schedule, and a trial stopped at a rung is judged on the genotype it hands back, scored
-the same way as a finished trial's, so the two compare fairly. Before the first stage ends there is no score (NaN).
-With ``supernet`` the objective is the supernet's search-val accuracy of each epoch. A ``max_macs`` budget applies
-to each (``dasvit.objective.within_budget``).
+stage, the genotype it would hand back at that point (``dasvit.objective.proxy_score``) and carries that score
+until the next stage ends: ASHA's rungs fall on stage ends in the default schedule, and a trial stopped at a rung
+is judged on the genotype it hands back, scored the same way as a finished trial's, so the two compare fairly.
+Before the first stage ends there is no score (NaN). With ``supernet`` the objective is the supernet's search-val
+accuracy of each epoch. A ``max_macs`` budget applies to each (``dasvit.objective.within_budget``).
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from dasvit.data import ImageData
+from dasvit.epoch_record import EpochRecord
 from dasvit.objective import proxy_score, within_budget
-from dasvit.search import EpochRecord, SearchRun
+from dasvit.search import SearchRun
 
 
 @dataclass

@@ -22,14 +22,15 @@ import ray.train
 import torch
 from ray.train import Checkpoint
 
+from dasvit.epoch_record import EpochRecord
 from dasvit.io import atomic_torch_save
 from dasvit.metrics import count_macs, count_params
 from dasvit.model import build_model
 from dasvit.platform import tracking
 from dasvit.platform.overhead import Overhead
-from dasvit.platform.trial import WorkerConfig
 from dasvit.platform.trial_score import TrialScore
-from dasvit.search import EpochRecord, SearchRun
+from dasvit.platform.worker_config import WorkerConfig
+from dasvit.search import SearchRun
 
 STATE_FILE = "search_state.pt"
 RUN_FILE = "mlflow_run.json"

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Every GPU measurement of issues 9 and 10 in one device call (the lent machine has no network and no Ray/MLflow:
-# they travel as a prebuilt Python 3.12 site, .whl/site312.tar.xz, built by benchmarks/build_gpu_site.sh). Writes $OUT/results.tgz.
-#   bash benchmarks/gpu_session.sh          (on the device machine, from the repository root)
-# PARTS=sweep runs only the sweep, PARTS=compile only the compiled-step measurements of issue 9 (CUDA graphs),
-# PARTS=exit only the probe of the slow exit after SIGTERM during GPU retraining (issue 10; ~4 min);
-# SWEEP_ARGS adds sweep.py flags (a shorter sweep when device time is short).
+# Every GPU benchmark in one run, on a GPU host without network access whose image lacks Ray, MLflow and Optuna:
+# they come as a prebuilt Python 3.12 site, .whl/site312.tar.xz (benchmarks/gpu/build_site.sh). Writes
+# $OUT/results.tgz.
+#   bash benchmarks/gpu/run_all.sh          (on the GPU host, from the repository root)
+# PARTS=sweep runs only the GPU sweep, PARTS=compile only the compiled-step measurements (CUDA graphs),
+# PARTS=exit only the probe of the exit after SIGTERM during GPU retraining (~4 min);
+# SWEEP_ARGS adds sweep.py flags (e.g. a shorter sweep); DEADLINE bounds the whole run in seconds.
 set -u
 OUT=${OUT:-/tmp/gpu_out}
 R=$OUT/r
@@ -22,7 +23,7 @@ echo "setup done at ${SECONDS}s"
 
 B="python3 benchmarks"
 if [ "${PARTS:-all}" = exit ]; then
-    # Issue 10: a short GPU sweep stopped by SIGTERM 5 s into its retraining; the driver's stacks (py-spy, in the
+    # A short GPU sweep stopped by SIGTERM 5 s into its retraining; the driver's stacks (py-spy, in the
     # site) at 2, 10 and 30 s, its processes every 0.25 s, and what outlives it.
     timeout 420 $B/exit_after_sigterm.py --config experiments/configs/gpu.yaml --delay 5 --watch 120 \
         --sweep-args "--num-trials 2 --epochs 1 --top-k 2 --retrain-epochs 30" --tag exit_after_sigterm_cuda \
@@ -30,7 +31,7 @@ if [ "${PARTS:-all}" = exit ]; then
     exit 0
 fi
 if [ "${PARTS:-all}" = compile ]; then
-    # Issue 9's GPU targets with the compiled step (dasvit.compiled): CUDA graphs of the traced step, and of inductor's
+    # The compiled step (dasvit.compiled): CUDA graphs of the traced step, and of inductor's
     # kernels, against the uncompiled fused step in the same run; first_step_s holds each compile.
     timeout 280 $B/token_selection.py --device cuda --dtype bf16 --image-size 224 --patch-size 16 --embed-dim 384 \
         --batch-size 64 --ratios 0.25,1.0 --paths fused,fused+cudagraphs,fused+inductor-cudagraphs --steps 15 \
@@ -41,7 +42,7 @@ if [ "${PARTS:-all}" = compile ]; then
     exit 0
 fi
 
-# Issue 10.1: the sweep on the GPU, GPU utilisation sampled every second.
+# The sweep on the GPU, GPU utilisation sampled every second.
 nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 1 > "$R/gpu_util.csv" 2>&1 &
 nvidia-smi --query-compute-apps=timestamp,pid,used_memory --format=csv -l 1 > "$R/gpu_processes.csv" 2>&1 &
 start=$SECONDS
@@ -54,14 +55,14 @@ tail -25 "$R/sweep.log"
 
 [ "${PARTS:-all}" = sweep ] && exit 0
 left() { echo $((DEADLINE - SECONDS)); }
-# Issue 10.3: the default 3-stage search per epoch on CIFAR-10-shaped synthetic data.
+# The default 3-stage search per epoch on CIFAR-10-shaped synthetic data.
 timeout 60 $B/search_cost_cifar.py --device cuda --dtype bf16 --fused --steps 30 --out "$R" 2>&1 | tail -8
-# Issue 9 GPU target 1: r = 0.25 vs r = 1 at batch 64, 224 px, D 384, eager and fused.
+# r = 0.25 vs r = 1 at batch 64, 224 px, D 384, eager and fused.
 timeout 70 $B/token_selection.py --device cuda --dtype bf16 --image-size 224 --patch-size 16 --embed-dim 384 \
     --batch-size 64 --ratios 0.25,1.0 --paths eager,fused --steps 15 --tag token_selection_cuda_d384 --out "$R" 2>&1 | tail -6
-# Issue 9 GPU target 2: fraction of the bf16 matmul peak at ViT-B width, batch 256, r = 1.
+# Fraction of the bf16 matmul peak at ViT-B width, batch 256, r = 1.
 timeout 60 $B/token_selection.py --device cuda --dtype bf16 --image-size 224 --patch-size 16 --embed-dim 768 \
     --batch-size 256 --ratios 1.0 --paths fused --steps 8 --tag token_selection_cuda_vitb --out "$R" 2>&1 | tail -4
-# Issue 10.2: the paper's memory figure at ViT-B scale.
+# The paper's memory figure at ViT-B scale.
 timeout "$(left)" $B/vit_b_memory.py --device cuda --dtype bf16 --repeats 3 --max-batch-limit 2048 --out "$R" 2>&1 | tail -12
 echo "all done at ${SECONDS}s"
