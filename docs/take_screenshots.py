@@ -1,7 +1,8 @@
-"""Screenshots of the Ray dashboard and of `mlflow ui` for the README, from a real sweep, in headless Chromium.
+"""Screenshots of the Ray dashboard and of `mlflow ui` for the docs, from the default sweep, in headless Chromium.
+Retake them whenever the default sweep changes.
 
     pip install playwright; apt-get install chromium          # the system browser: nothing is downloaded
-    python experiments/sweep.py --config experiments/configs/tiny.yaml --num-trials 4 --epochs 3 &
+    python experiments/sweep.py &                             # the default sweep (README command 1)
     python docs/take_screenshots.py dashboard                 # while the sweep runs
     mlflow ui --backend-store-uri sqlite:///$PWD/mlflow.db --host 127.0.0.1 --port 5000 &
     python docs/take_screenshots.py mlflow --experiment dasvit-sweep
@@ -70,7 +71,7 @@ def mlflow(url: str, experiment: str) -> None:
         if name == "mlflow-compare.png":
             page.get_by_role("button", name="Clear All").click()
             for field, values in (("Parameters:", ("fairness_lambda", "keep_ratio")),
-                                  ("Metrics:", ("genotype_params", "val_acc"))):
+                                  ("Metrics:", ("objective", "val_acc"))):
                 box = page.get_by_text(field, exact=True).locator("xpath=following-sibling::*[1]")
                 for value in values:
                     box.click()

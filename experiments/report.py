@@ -556,6 +556,26 @@ def ray_overhead() -> str:
     return block(markdown(rows), source=sources, machine=machine, note=note)
 
 
+def sweep_load() -> str:
+    """Concurrent trials against one tracking server: what reached it, and what the load cost."""
+    data = read_json(f"{BENCH}/sweep_load.json")
+    rows = [{
+        "trials at a time": str(level["concurrent"]), "trials": str(level["trials"]),
+        "epoch points": str(level["points"]), "missing": str(level["missing_runs"] + level["missing_points"]
+                                                           + level["missing_artifacts"]),
+        "duplicated": str(level["duplicate_points"]), "RUNNING left": str(level["running"]),
+        "server errors": str(level["server_errors"] + level["probe_errors"]),
+        "write latency median / p95": f"{ms(level['write_latency_median_ms'])} / "
+                                      f"{ms(level['write_latency_p95_ms'])}",
+        "wall per trial": seconds(level["wall_per_trial_s"]),
+        "worker-group start": seconds(level["mean_worker_group_start_s"]),
+        "MLflow logging per trial": seconds(level["mean_mlflow_logging_s"]),
+    } for level in data["levels"]]
+    note = (f"In all: {data['missing']} missing, {data['running']} left RUNNING, {data['errors']} server or probe "
+            f"errors, {data['failed_sweeps']} failed sweeps.")
+    return block(markdown(rows), source=[f"{BENCH}/sweep_load.json"], machine=data["machine"], note=note)
+
+
 def _overhead_parts(s: Mapping[str, Any]) -> dict[str, float]:
     parts = s["parts_per_trial_s"]
     small = parts["checkpointing"] + parts["genotype_size"] + parts["report"] + parts["model_build"]
@@ -791,6 +811,8 @@ def headline() -> str:
     overhead = read_json(f"{BENCH}/ray_overhead_2workers.json")["summary"]
     exp_cpu = exp_machine("searched_vs_hand")
     row = sweep["sweep"]
+    load = read_json(f"{BENCH}/sweep_load.json")
+    busiest = max(load["levels"], key=lambda level: level["concurrent"])
     rows = [
         {"measurement": "default sweep (the main command): best network, retrained, test accuracy",
          "result": f"{pct(row['test_acc'])}, {num(row['params'])} params",
@@ -833,6 +855,12 @@ def headline() -> str:
          "result": f"{ratio(overhead['ratio'])} wall time", "machine": overhead["device"],
          "command": "`python benchmarks/ray_overhead.py --workers 2 --tag ray_overhead_2workers`",
          "details": "[Ray overhead](docs/results.md#ray-overhead)"},
+        {"measurement": f"tracking server under load: {busiest['trials']} trials, {busiest['concurrent']} at a time, "
+                        "each logging every epoch",
+         "result": f"{load['missing']} of {sum(level['points'] for level in load['levels'])} epoch points missing, "
+                   f"write p95 {ms(busiest['write_latency_p95_ms'])}", "machine": load["machine"],
+         "command": "`python benchmarks/sweep_load.py`",
+         "details": "[server under load](docs/results.md#the-tracking-server-under-load)"},
     ]
     return markdown(rows) + "\n"
 
@@ -863,6 +891,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "ray_overhead_parts": ray_overhead_parts,
     "ray_overhead_trials": ray_overhead_trials,
     "ray_train_floor": ray_train_floor,
+    "sweep_load": sweep_load,
     "exit_after_sigterm": exit_after_sigterm,
     "vit_b_memory": vit_b_memory,
     "gpu_step_d384": gpu_step_d384,
