@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import statistics
 import subprocess
@@ -32,6 +31,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from dasvit.machine import describe_machine
 from dasvit.platform import tracking
 from dasvit.platform.local_server import Server, mlflow_server
 
@@ -166,17 +166,9 @@ def main() -> int:
     table.to_csv(out / "sweep_load.csv", index=False)
     summary = {"missing": missing, "running": int(table["running"].sum()),
                "errors": int(table["server_errors"].sum() + table["probe_errors"].sum()),
-               "failed_sweeps": int((table["returncode"] != 0).sum()), "machine": machine(), "levels": rows}
+               "failed_sweeps": int((table["returncode"] != 0).sum()), "machine": describe_machine(), "levels": rows}
     (out / "sweep_load.json").write_text(json.dumps(summary, indent=2) + "\n")
     return 0 if missing == 0 and summary["running"] == 0 and summary["failed_sweeps"] == 0 else 1
-
-
-def machine() -> str:
-    import platform
-
-    import torch
-
-    return f"{platform.machine()} CPU, {os.cpu_count()} cores, torch {torch.__version__}"
 
 
 if __name__ == "__main__":

@@ -174,7 +174,7 @@ def _image_files(sources: Sequence[str]) -> list[Path]:
     """Files as given (an unreadable one is reported later, by name); folders as their image files, sorted."""
     from PIL import Image
 
-    suffixes = {suffix for suffix, _ in Image.registered_extensions().items()}
+    suffixes = set(Image.registered_extensions())
     files: list[Path] = []
     for source in sources:
         path = Path(source)
@@ -207,11 +207,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
             print(f"dasvit predict: skipped {str(file)!r}: {err}", file=sys.stderr)
     for start in range(0, len(inputs), 64):
         chunk = inputs[start:start + 64]
-        probs = model.probabilities(torch.stack([x for _, x in chunk]))
-        top = probs.topk(min(args.top_k, model.card.num_classes), dim=-1)
-        for (file, _), values, index in zip(chunk, top.values, top.indices):
-            rows.append({"image": str(file), "top": [{"class": model.card.class_names[int(i)], "probability": float(p)}
-                                                     for p, i in zip(values, index)]})
+        ranked = model.top_classes(torch.stack([x for _, x in chunk]), args.top_k)
+        for (file, _), top in zip(chunk, ranked):
+            rows.append({"image": str(file), "top": [{"class": name, "probability": p} for name, p in top]})
     if args.json:
         print(json.dumps({"model": args.model, "predictions": rows, "skipped": skipped}, indent=2))
     elif rows:

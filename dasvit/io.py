@@ -23,7 +23,11 @@ def _atomic_replace(path: Path, write: Any) -> None:
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
-    _atomic_replace(Path(path), lambda handle: handle.write(text.encode()))
+    atomic_write_bytes(path, text.encode())
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    _atomic_replace(Path(path), lambda handle: handle.write(data))
 
 
 class CheckpointError(ValueError):

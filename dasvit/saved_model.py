@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from torch import nn
 from torchvision.transforms import v2
 
 from dasvit.genotype import Genotype, GenotypeError, load_genotype
-from dasvit.io import ModelError, atomic_write_text
+from dasvit.io import ModelError, atomic_write_bytes, atomic_write_text
 from dasvit.model import build_model
 
 WEIGHTS, CARD, GENOTYPE = "model.safetensors", "model_card.json", "genotype.json"
@@ -60,15 +59,16 @@ class Preprocess:
 
     def __init__(self, card: ModelCard):
         self.mode = "L" if card.in_chans == 1 else "RGB"
-        self.size = card.image_size
         self.normalise = v2.Compose([v2.Resize((card.image_size, card.image_size), antialias=True),
                                      v2.Normalize(card.mean, card.std)])
 
     def __call__(self, image: ImageInput) -> torch.Tensor:
-        if not isinstance(image, Image.Image):
+        if isinstance(image, Image.Image):
+            image = image.convert(self.mode)
+        else:
             with Image.open(image) as file:  # OSError (e.g. PIL.UnidentifiedImageError) when unreadable
                 image = file.convert(self.mode)
-        pixels = v2.functional.to_dtype(v2.functional.to_image(image.convert(self.mode)), torch.float32, scale=True)
+        pixels = v2.functional.to_dtype(v2.functional.to_image(image), torch.float32, scale=True)
         return self.from_pixels(pixels)
 
     def from_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -92,29 +92,24 @@ class Classifier(nn.Module):
         """Class probabilities of a batch of preprocessed images."""
         return self.network(images).float().softmax(-1)
 
-    def classify(self, images: Sequence[ImageInput], top_k: int = 1) -> list[list[tuple[str, float]]]:
-        """The ``top_k`` (class name, probability) pairs of each image, most probable first."""
-        batch = torch.stack([self.preprocess(image) for image in images])
+    def top_classes(self, batch: torch.Tensor, top_k: int = 1) -> list[list[tuple[str, float]]]:
+        """The ``top_k`` (class name, probability) pairs of each preprocessed image, most probable first."""
         top = self.probabilities(batch).topk(min(top_k, self.card.num_classes), dim=-1)
         return [[(self.card.class_names[int(i)], float(p)) for p, i in zip(probs, index)]
                 for probs, index in zip(top.values, top.indices)]
 
+    def classify(self, images: Sequence[ImageInput], top_k: int = 1) -> list[list[tuple[str, float]]]:
+        """``top_classes`` of images (PIL images or files)."""
+        return self.top_classes(torch.stack([self.preprocess(image) for image in images]), top_k)
+
 
 def save_model(folder: str | Path, network: nn.Module, genotype: Genotype, card: ModelCard) -> None:
     """Write the model folder; each file is replaced atomically and the card, written last, marks it complete."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     state = {name: tensor.detach().cpu().contiguous() for name, tensor in network.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{WEIGHTS}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(state, tmp)
-        os.replace(tmp, folder / WEIGHTS)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(folder / WEIGHTS, save(state))
     genotype.save(folder / GENOTYPE)
     atomic_write_text(folder / CARD, json.dumps(asdict(card), indent=2) + "\n")
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
-import platform
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,7 +21,6 @@ from typing import Any
 
 import matplotlib
 import pandas as pd
-import torch
 from torch import nn
 
 from dasvit.checkpoint import resume
@@ -31,6 +28,7 @@ from dasvit.config import DataConfig, RetrainConfig, SearchConfig
 from dasvit.data import ImageData, load_data, search_holdout
 from dasvit.genotype import Genotype
 from dasvit.io import atomic_write_text
+from dasvit.machine import describe_machine
 from dasvit.platform import tracking
 from dasvit.retrain import retrain, train_from_scratch
 from dasvit.search import SearchRun
@@ -74,10 +72,6 @@ def seeds(args: argparse.Namespace) -> list[int]:
 
 def config_key(*parts: Any) -> str:
     return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
-def machine() -> str:
-    return f"{platform.machine()} CPU, {os.cpu_count()} cores, torch {torch.__version__}"
 
 
 class Experiment:
@@ -176,7 +170,7 @@ class Experiment:
         atomic_write_text(stem.with_suffix(".csv"), table.to_csv(index=False))
         shown = summary if summary is not None else table
         atomic_write_text(stem.with_suffix(".md"), shown.to_markdown(index=False, floatfmt=".4g") + "\n")
-        meta = {"machine": machine(), "date": time.strftime("%Y-%m-%d"), **(notes or {})}
+        meta = {"machine": describe_machine(), "date": time.strftime("%Y-%m-%d"), **(notes or {})}
         atomic_write_text(stem.with_suffix(".json"), json.dumps(meta, indent=2, default=str) + "\n")
         paths = [stem.with_suffix(s) for s in (".csv", ".md", ".json")]
         if figure is not None:

@@ -26,16 +26,20 @@ def _sees(path: str) -> bool:
     return Path(path).exists()
 
 
+def _alive() -> list[dict]:
+    return [node for node in ray.nodes() if node["Alive"]]
+
+
 def nodes_blind_to(marker: Path) -> list[str]:
     """The alive nodes (by address) on which ``marker`` does not exist."""
-    nodes = [node for node in ray.nodes() if node["Alive"]]
+    nodes = _alive()
     checks = [_sees.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False))
               .remote(str(marker)) for node in nodes]
     return [node["NodeManagerAddress"] for node, seen in zip(nodes, ray.get(checks, timeout=120)) if not seen]
 
 
 def alive_nodes() -> int:
-    return sum(1 for node in ray.nodes() if node["Alive"])
+    return len(_alive())
 
 
 def check_shared(storage_path: str, tracking_uri: str, nodes: int, blind_to: NodeCheck = nodes_blind_to) -> None:

@@ -29,7 +29,7 @@ from torchvision.transforms import v2
 
 from dasvit.data import ImageData
 from dasvit.io import ModelError
-from dasvit.saved_model import CARD, load_model
+from dasvit.saved_model import CARD, Classifier, load_model
 
 MODEL_ARTIFACT = "model"  # the retraining run's artifact folder holding the MLflow model
 FOLDER_KEY = "dasvit_model"  # the pyfunc artifact holding the dasvit model folder
@@ -45,12 +45,15 @@ class ImageClassifierModel(mlflow.pyfunc.PythonModel):
         self.classifier = load_model(context.artifacts[FOLDER_KEY])
 
     def predict(self, context: Any, model_input: np.ndarray, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        pixels = torch.as_tensor(np.asarray(model_input, dtype=np.float32))
-        probs = self.classifier.probabilities(self.classifier.preprocess.from_pixels(pixels))
-        best, index = probs.max(-1)
-        names = self.classifier.card.class_names
-        return pd.DataFrame({"label": [names[int(i)] for i in index], "class_index": index.numpy().astype(np.int64),
-                             "probability": best.numpy().astype(np.float64)})
+        return predictions(self.classifier, model_input)
+
+
+def predictions(classifier: Classifier, pixels: np.ndarray) -> pd.DataFrame:
+    """The pyfunc's answer for a batch of pixels in [0, 1]: each image's best class and its probability."""
+    batch = classifier.preprocess.from_pixels(torch.as_tensor(np.asarray(pixels, dtype=np.float32)))
+    best, index = classifier.probabilities(batch).max(-1)
+    return pd.DataFrame({"label": [classifier.card.class_names[int(i)] for i in index],
+                         "class_index": index.numpy().astype(np.int64), "probability": best.numpy().astype(np.float64)})
 
 
 def _requirements() -> list[str]:
@@ -67,14 +70,12 @@ def example_pixels(data: ImageData, image_size: int, count: int = 4) -> np.ndarr
 def log_model(client: MlflowClient, run_id: str, folder: str | Path, example_pixels: np.ndarray) -> str:
     """Log the model folder as the run's MLflow model (signature and input example from ``example_pixels``, a few
     real images); return its ``runs:/`` URI."""
-    wrapper = ImageClassifierModel()
-    wrapper.load_context(type("Context", (), {"artifacts": {FOLDER_KEY: str(folder)}})())
     example = example_pixels.astype(np.float32)
     with warnings.catch_warnings(), tempfile.TemporaryDirectory() as tmp:
         # MLflow's advice on type hints and on integer columns that may hold missing values: the signature comes
         # from real images here, and a class index is never missing
         warnings.simplefilter("ignore", UserWarning)
-        signature = infer_signature(example, wrapper.predict(None, example))
+        signature = infer_signature(example, predictions(load_model(folder), example))
         local = Path(tmp) / MODEL_ARTIFACT
         mlflow.pyfunc.save_model(local, python_model=str(Path(__file__).with_name("pyfunc_model.py")),
                                  artifacts={FOLDER_KEY: str(folder)}, signature=signature, input_example=example,
