@@ -13,7 +13,7 @@ there, not in a remote worker.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -23,10 +23,9 @@ from ray.train import FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 from ray.tune.integration.ray_train import TuneReportCallback
 
-from dasvit.config import SearchConfig
 from dasvit.platform import tracking
 from dasvit.platform.config import trial_search_config
-from dasvit.platform.worker_config import WorkerConfig
+from dasvit.platform.worker_config import TrialSetup, WorkerConfig
 
 if TYPE_CHECKING:
     from dasvit.data import ImageData
@@ -42,33 +41,6 @@ class DataHandle:
     @classmethod
     def put(cls, data: ImageData) -> DataHandle:
         return cls(ray.put(data))
-
-
-@dataclass(frozen=True)
-class TrialSetup:
-    """What every trial of one sweep shares; it is saved with the sweep so that ``--resume`` rebuilds it."""
-
-    search: SearchConfig  # the base config; each trial overrides the values Optuna proposes
-    workers_per_trial: int
-    cpus_per_worker: float
-    gpus_per_worker: float
-    tracking_uri: str
-    experiment_id: str
-    parent_run_id: str
-    storage_path: str
-    max_failures: int
-    precision: str = "fp32"
-    fused: bool = False
-    objective: str = "params"
-    proxy_epochs: int = 4
-    max_macs: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "search": self.search.to_dict()}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrialSetup:
-        return cls(**{**data, "search": SearchConfig.from_dict(data["search"]).validate()})
 
 
 def run_search_worker(config: WorkerConfig, data_ref: ray.ObjectRef) -> None:
@@ -90,13 +62,8 @@ def search_trial(tuned: dict[str, Any], *, setup: TrialSetup, data: DataHandle) 
     started_at = time.time()
     context = tune.get_context()
     trial_id = context.get_trial_id()
-    worker = WorkerConfig(
-        search=trial_search_config(setup.search, tuned), workers=setup.workers_per_trial,
-        cpus_per_worker=setup.cpus_per_worker, tracking_uri=setup.tracking_uri, experiment_id=setup.experiment_id,
-        parent_run_id=setup.parent_run_id, trial_id=trial_id, trial_name=context.get_trial_name(),
-        precision=setup.precision, fused=setup.fused, objective=setup.objective, proxy_epochs=setup.proxy_epochs,
-        max_macs=setup.max_macs, trial_started_at=started_at,
-    )
+    worker = WorkerConfig(setup, trial_search_config(setup.search, tuned), trial_id, context.get_trial_name(),
+                          trial_started_at=started_at)
     trainer = TorchTrainer(
         partial(run_search_worker, worker, data.ref),  # one copy in the object store for all trials and workers
         scaling_config=scaling_config(setup),

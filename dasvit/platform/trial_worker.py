@@ -87,21 +87,22 @@ def search_worker(config: WorkerConfig, data_ref: ray.ObjectRef) -> None:
     The data set comes from the object store (``data_ref``), loaded once by the sweep, not by every worker."""
     overhead = Overhead()
     overhead.add("worker_group_start", time.time() - config.trial_started_at)  # with the worker's imports
-    torch.set_num_threads(max(1, int(config.cpus_per_worker)))
+    setup = config.setup
+    torch.set_num_threads(max(1, int(setup.cpus_per_worker)))
     rank = ray.train.get_context().get_world_rank()
     with overhead.timed("data_loading"):
         data = ray.get(data_ref)
     with overhead.timed("model_build"):
-        run = SearchRun(config.search, data, device=ray.train.torch.get_device(), fused=config.fused,
-                        precision=config.precision)
+        run = SearchRun(config.search, data, device=ray.train.torch.get_device(), fused=setup.fused,
+                        precision=setup.precision)
     with overhead.timed("mlflow_logging"):
-        client = tracking.client_for(config.tracking_uri)
+        client = tracking.client_for(setup.tracking_uri)
     with overhead.timed("checkpointing"):
         run_id, score = restore_checkpoint(run)
     if rank == 0 and run_id is None:
         with overhead.timed("mlflow_logging"):
-            run_id = tracking.trial_run(client, config.experiment_id, config.parent_run_id, config.trial_id,
-                                        config.trial_name, config.search, config.workers, config.objective)
+            run_id = tracking.trial_run(client, setup.experiment_id, setup.parent_run_id, config.trial_id,
+                                        config.trial_name, config.search, setup.workers_per_trial, setup.objective)
 
     def epoch_metrics(record: EpochRecord, params: int, macs: int) -> dict[str, Any]:
         # the objective and the supernet's figure first: Tune's console table shows the first few metrics reported
@@ -113,8 +114,8 @@ def search_worker(config: WorkerConfig, data_ref: ray.ObjectRef) -> None:
         with overhead.timed("genotype_size"):
             params, macs = genotype_size(search)
         with overhead.timed("objective"):  # every rank scores (the same result on each): none waits idle for rank 0
-            scored = score.update(search, record, params, macs, config.objective, config.proxy_epochs, config.max_macs, data,
-                                  config.precision)
+            scored = score.update(search, record, params, macs, setup.objective, setup.proxy_epochs, setup.max_macs, data,
+                                  setup.precision)
         metrics = epoch_metrics(record, params, macs)
         with tempfile.TemporaryDirectory() as folder:
             checkpoint = None
