@@ -2,8 +2,13 @@
 
 Genotypes: the default search over a grid that spans the default sweep's space (seeds x keep ratio r x fairness
 lambda), identical genotypes counted once. Ground truth: each genotype retrained from scratch with the full recipe
-(``--truth-epochs``, 50) on the train half of one fixed search split and scored on its search-val half: the
-*retrained validation accuracy*. Selection never reads the test split, so neither does this study.
+(``--truth-epochs``, 50) on the train half of one fixed search split and scored on its search-val half, once per
+init seed of ``--truth-seeds``, averaged: the *retrained validation accuracy*, the figure a user can expect from
+retraining the genotype. Selection never reads the test split, so neither does this study.
+
+One retraining is itself a noisy measurement of that figure (init and data order move it by a few tenths of a
+point, the size of the differences to rank), so the study also reports how well one truth retraining ranks the
+genotypes by another (``truth_repeat``): no candidate can be expected to predict a single retraining better.
 
 Candidates, each scored on the same genotypes:
 - ``supernet``: the supernet's search-val accuracy at the end of the search (the sweep's objective before this one);
@@ -12,16 +17,18 @@ Candidates, each scored on the same genotypes:
   seed than the ground truth's), scored on the search-val half.
 
 For each: Kendall's tau against the ground truth, the top-1 regret (ground truth of the best genotype minus that of
-the one the candidate ranks first) and its cost in CPU-seconds per scored genotype. The JSON names the default: the
-candidate the sweep's packaged config uses.
+the one the candidate ranks first) and its cost in CPU-seconds per scored genotype, against the mean over the truth
+seeds (``tau``, ``regret``) and against the first seed's retraining alone (``tau_single``). The JSON names the
+default: the candidate the sweep's packaged config uses.
 
     python experiments/objective.py [--seeds 0,1,2,3,4,5,6] [--ratios 0.25,0.4,0.6] [--lambdas 0,1]
-                                    [--proxy-epochs 2,4,8,16,4/32]
+                                    [--proxy-epochs 2,4,8,16,4/32] [--truth-seeds 0,2]
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 
 import common
@@ -34,8 +41,7 @@ from dasvit.platform.config import SweepConfig
 from dasvit.quick_exit import freeze_heap_at_exit
 
 TRUTH_SPLIT_SEED = 0  # one search split for every genotype, so that their scores are comparable
-TRUTH_INIT_SEED = 0
-PROXY_INIT_SEED = 1  # not the ground truth's init: a proxy must not win by sharing it
+PROXY_INIT_SEED = 1  # not a ground truth's init: a proxy must not win by sharing it
 
 
 def parse_args(argv: list[str] | None):
@@ -46,7 +52,17 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--proxy-epochs", default="2,4,8,16,4/32",
                         help="comma-separated proxy_e<k> candidates: k epochs, or k/b for k epochs at batch size b")
     parser.add_argument("--truth-epochs", type=int, default=RetrainConfig.epochs)
+    parser.add_argument("--truth-seeds", default="0,2",
+                        help=f"comma-separated init seeds of the ground-truth retrainings, averaged (not the proxy's "
+                             f"{PROXY_INIT_SEED})")
     args = parser.parse_args(argv)
+    try:
+        args.truth_seeds = [int(s) for s in args.truth_seeds.split(",")]
+    except ValueError:
+        parser.error(f"--truth-seeds {args.truth_seeds!r}: comma-separated integers, e.g. 0,2")
+    if PROXY_INIT_SEED in args.truth_seeds or len(set(args.truth_seeds)) != len(args.truth_seeds):
+        parser.error(f"--truth-seeds {','.join(map(str, args.truth_seeds))}: distinct seeds, none of them the "
+                     f"proxy's init seed {PROXY_INIT_SEED}")
     args.proxies = [tuple(int(x) for x in (spec.split("/") + [str(RetrainConfig.batch_size)])[:2])
                     for spec in args.proxy_epochs.split(",")]
     if min(min(p) for p in args.proxies) < 1 or args.truth_epochs < 1:
@@ -96,26 +112,40 @@ def score(exp: common.Experiment, args, plan: common.Budget, table: pd.DataFrame
             result = exp.retrain(f"{row.genotype_id}-{name}", config, row.genotype, holdout_seed=TRUTH_SPLIT_SEED)
             record[name], record[f"{name}_s"] = result["test_acc"], result["seconds"]
         start = time.perf_counter()
-        config = RetrainConfig(data=plan.retrain.data, epochs=plan.retrain.epochs if args.smoke else args.truth_epochs,
-                               seed=TRUTH_INIT_SEED)
-        truth = exp.retrain(f"{row.genotype_id}-truth", config, row.genotype, holdout_seed=TRUTH_SPLIT_SEED)
-        record.update(params=truth["params"], macs=truth["macs"], params_s=0.0, macs_s=0.0,
-                      truth_val_acc=truth["test_acc"], truth_late_gain=truth["late_gain"], truth_s=truth["seconds"])
+        epochs = plan.retrain.epochs if args.smoke else args.truth_epochs
+        truths = [exp.retrain(f"{row.genotype_id}-truth" + (f"-init{seed}" if seed else ""),
+                              RetrainConfig(data=plan.retrain.data, epochs=epochs, seed=seed), row.genotype,
+                              holdout_seed=TRUTH_SPLIT_SEED) for seed in args.truth_seeds]
+        record.update({f"truth_init{seed}": t["test_acc"] for seed, t in zip(args.truth_seeds, truths)})
+        record.update(params=truths[0]["params"], macs=truths[0]["macs"], params_s=0.0, macs_s=0.0,
+                      truth_val_acc=sum(t["test_acc"] for t in truths) / len(truths),
+                      truth_late_gain=sum(t["late_gain"] for t in truths) / len(truths),
+                      truth_s=sum(t["seconds"] for t in truths) / len(truths))
         rows.append(record)
         print(f"scored {n + 1}/{len(table)} ({time.perf_counter() - start:.0f} s for the ground truth)", flush=True)
     return pd.DataFrame(rows)
 
 
-def compare(scores: pd.DataFrame, candidates: list[str], default: str) -> pd.DataFrame:
-    """Kendall's tau (tau-b) and top-1 regret of each candidate against the retrained validation accuracy."""
-    truth = scores["truth_val_acc"]
+def compare(scores: pd.DataFrame, candidates: list[str], default: str, truth_seeds: list[int]) -> pd.DataFrame:
+    """Kendall's tau (tau-b) and top-1 regret of each candidate against the retrained validation accuracy (the mean
+    over the truth seeds; ``tau_single``: against the first seed's retraining alone). With two or more truth seeds,
+    ``truth_repeat`` is the second seed's retraining as a candidate against the first's: the most a predictor of
+    one retraining can be expected to reach."""
+    truth, single = scores["truth_val_acc"], scores[f"truth_init{truth_seeds[0]}"]
+    if len(truth_seeds) > 1:
+        scores = scores.assign(truth_repeat=scores[f"truth_init{truth_seeds[1]}"], truth_repeat_s=scores["truth_s"])
+        candidates = [*candidates, "truth_repeat"]
     rows = []
     for name in candidates:
         tau, p_value = kendalltau(scores[name], truth)
         picked = scores.loc[scores[name].idxmax()]
-        rows.append({"name": name, "tau": float(tau), "p_value": float(p_value),
-                     "regret": float(truth.max() - picked["truth_val_acc"]),
-                     "seconds": float(scores[f"{name}_s"].mean()), "n": len(scores), "default": name == default})
+        row = {"name": name, "tau": float(tau), "p_value": float(p_value),
+               "regret": float(truth.max() - picked["truth_val_acc"]),
+               "tau_single": float(kendalltau(scores[name], single)[0]),
+               "seconds": float(scores[f"{name}_s"].mean()), "n": len(scores), "default": name == default}
+        if name == "truth_repeat":  # compared with the first seed only: the mean contains the candidate itself
+            row.update(tau=math.nan, p_value=math.nan, regret=float(single.max() - single[scores[name].idxmax()]))
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -132,7 +162,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     candidates = ["supernet", "params", "macs"] + [proxy_name(k, b) for k, b in args.proxies]
     with common.Experiment("objective", args) as exp:
         scores = score(exp, args, plan, searched_genotypes(exp, args, plan))
-        summary = compare(scores, candidates, default)
+        summary = compare(scores, candidates, default, args.truth_seeds)
         fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
         for name, marker in (("supernet", "x"), (default if default in scores else candidates[-1], "o")):
             axes[0].scatter(scores[name].rank(pct=True), scores["truth_val_acc"], marker=marker, s=18, label=name)
@@ -144,7 +174,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         axes[1].set(xlabel="Kendall's tau with the retrained val accuracy")
         exp.write(scores, summary, fig, {
             "candidates": json.loads(summary.to_json(orient="records")), "default": default,
-            "truth_epochs": args.truth_epochs, "truth_split_seed": TRUTH_SPLIT_SEED, "proxy_init_seed": PROXY_INIT_SEED,
+            "truth_epochs": args.truth_epochs, "truth_seeds": args.truth_seeds, "truth_split_seed": TRUTH_SPLIT_SEED,
+            "proxy_init_seed": PROXY_INIT_SEED,
             "seconds_note": "mean wall seconds per scored genotype, 2 torch threads (CPU-seconds <= 2x this)",
         })
     return scores

@@ -26,13 +26,6 @@ def run_script(path: str, *args: str, cwd: Path) -> str:
     return done.stdout
 
 
-@pytest.fixture(scope="module")
-def shared(tmp_path_factory):
-    """One results folder (and so one search/retrain cache) and one MLflow store for all the experiment scripts."""
-    folder = tmp_path_factory.mktemp("experiments")
-    return folder, tracking.default_tracking_uri(folder)
-
-
 EXPERIMENTS = {  # script -> (extra args, rows its table must have with one seed)
     "searched_vs_hand": ([], 4),
     "robustness": (["--ratios", "0.5", "--lambdas", "0,0.5"], 2),
@@ -45,18 +38,54 @@ EXPERIMENTS = {  # script -> (extra args, rows its table must have with one seed
     "objective": (["--ratios", "0.5,1", "--lambdas", "0.5"], 2),
 }
 
+# Runs the experiment scripts named in argv[2] (JSON: name -> argv) one after another in one interpreter, each as
+# ``python experiments/<name>.py`` would (run as __main__, experiments/ first on the path), and writes each one's
+# outcome to argv[3]: "ok", or its traceback. One interpreter start and one round of imports for all of them.
+SMOKE_RUNNER = """
+import json, runpy, sys, traceback
+folder, scripts, out, outcomes = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], {}
+sys.path.insert(0, folder)
+for name, argv in scripts.items():
+    sys.argv = [f"{folder}/{name}.py", *argv]
+    try:
+        runpy.run_path(sys.argv[0], run_name="__main__")
+        outcomes[name] = "ok"
+    except SystemExit as stop:  # as the process would have ended: only status 0 is a success
+        outcomes[name] = "ok" if stop.code in (0, None) else f"exit status {stop.code}"
+    except BaseException:
+        outcomes[name] = traceback.format_exc()
+with open(out, "w") as f:
+    json.dump(outcomes, f)
+"""
+
+
+@pytest.fixture(scope="module")
+def experiment_smokes(request, tmp_path_factory):
+    """The selected experiment scripts at smoke size, run once in one process from pytest's temporary folder: one
+    results folder (and so one search/retrain cache) and one MLflow store for all of them."""
+    selected = [item.callspec.params["name"] for item in request.session.items
+                if item.originalname == "test_experiment_script_smoke"]
+    folder = tmp_path_factory.mktemp("experiments")
+    uri = tracking.default_tracking_uri(folder)
+    scripts = {name: ["--smoke", "--seeds", "0", "--out", str(folder), "--tracking-uri", uri, *EXPERIMENTS[name][0]]
+               for name in selected}
+    outcomes = folder / "outcomes.json"
+    done = subprocess.run([sys.executable, "-c", SMOKE_RUNNER, str(REPO / "experiments"), json.dumps(scripts),
+                           str(outcomes)],
+                          capture_output=True, text=True, timeout=1200, cwd=folder)
+    assert done.returncode == 0 and outcomes.is_file(), done.stdout[-2000:] + done.stderr[-4000:]
+    return folder, uri, json.loads(outcomes.read_text())
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", EXPERIMENTS)
-def test_experiment_script_smoke(name, shared):
-    folder, uri = shared
-    extra, rows = EXPERIMENTS[name]
-    run_script(f"experiments/{name}.py", "--smoke", "--seeds", "0", "--out", str(folder), "--tracking-uri", uri, *extra,
-               cwd=folder)
+def test_experiment_script_smoke(name, experiment_smokes):
+    folder, uri, outcomes = experiment_smokes
+    assert outcomes[name] == "ok", outcomes[name]
     for suffix in (".csv", ".md", ".json", ".png"):
         assert (folder / f"{name}{suffix}").stat().st_size > 0
     table = pd.read_csv(folder / f"{name}.csv")
-    assert len(table) == rows
+    assert len(table) == EXPERIMENTS[name][1]
     client = tracking.client_for(uri)
     runs = client.search_runs([client.get_experiment_by_name(f"dasvit-{name}").experiment_id])
     assert {r.info.status for r in runs} == {"FINISHED"}
