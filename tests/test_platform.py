@@ -301,7 +301,10 @@ def test_killed_sweep_resumes_without_rerunning_finished_trials(ray_session, tmp
     import sys
     import time
 
-    args = ["--config", TINY, "--workdir", str(tmp_path), "--name", "resumable", "--experiment", "resumable"]
+    config = tmp_path / "resumable.yaml"  # no retraining and no proxy retrainings: the resume is what is tested
+    config.write_text(yaml.safe_dump({**yaml.safe_load(Path(TINY).read_text()), "objective": "params",
+                                      "retrain": {"top_k": 0}}))
+    args = ["--config", str(config), "--workdir", str(tmp_path), "--name", "resumable", "--experiment", "resumable"]
     with open(tmp_path / "first.log", "w") as log:
         first = subprocess.Popen([sys.executable, str(REPO / "experiments" / "sweep.py"), *args, "--address", "local"],
                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
+from sweep_runs import TINY
 
 from dasvit.platform import tracking
 
@@ -172,8 +174,10 @@ def test_exit_after_sigterm_probe(tmp_path):
     """SIGTERM while a retraining task runs: the sweep says so, prints its resume command, and exits 143 with the
     retraining's process already gone; the probe records each of those moments. (Ray's own helpers may outlive the
     driver for a while: its dashboard agents once took 1-2 minutes after a normal exit, so that is not asserted.)"""
-    run_script("benchmarks/exit_after_sigterm.py", "--delay", "1", "--dumps", "", "--tag", "probe",
-               "--out", str(tmp_path), cwd=tmp_path)
+    config = tmp_path / "one-trial.yaml"  # the shortest way to a retraining task: one trial, no proxy retrainings
+    config.write_text(yaml.safe_dump({**TINY, "num_trials": 1, "objective": "params"}))
+    run_script("benchmarks/exit_after_sigterm.py", "--config", str(config), "--delay", "1", "--dumps", "",
+               "--tag", "probe", "--out", str(tmp_path), cwd=tmp_path)
     report = json.loads((tmp_path / "probe.json").read_text())
     assert report["returncode"] == 143 and report["retrain_tasks_at_signal"] == 1
     assert 0 < report["to_interrupt_line_s"] <= report["to_resume_line_s"] < report["to_exit_s"]
