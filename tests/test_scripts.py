@@ -130,6 +130,22 @@ def test_benchmark_usage_errors_exit_2(script, args, needle, tmp_path, capsys):
     assert not any(tmp_path.iterdir())  # nothing measured, nothing written
 
 
+@pytest.mark.parametrize("args,needle", [
+    (["--truth-seeds", "0,1"], "--truth-seeds 0,1: distinct seeds, none of them the proxy's init seed 1"),
+    (["--truth-seeds", "0,0"], "--truth-seeds 0,0: distinct seeds"),
+    (["--truth-seeds", "0,two"], "--truth-seeds '0,two': comma-separated integers"),
+    (["--proxy-epochs", "0,4"], "--proxy-epochs (0,4) and --truth-epochs (50) must be >= 1"),
+])
+def test_objective_study_usage_errors_exit_2(args, needle, monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(REPO / "experiments"))  # as the script runs: its sibling modules importable
+    spec = importlib.util.spec_from_file_location("objective_study", REPO / "experiments" / "objective.py")
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    with pytest.raises(SystemExit) as exit_info:
+        study.parse_args(args)
+    assert exit_info.value.code == 2 and needle in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_scaling_benchmark_smoke(tmp_path):
     run_script("benchmarks/scaling.py", "--dataset", "digits", "--steps", "2", "--warmup", "1", "--out", str(tmp_path),
