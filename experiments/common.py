@@ -180,6 +180,12 @@ class Experiment:
             self.client.log_artifact(self.run_id, str(path))
         print(shown.to_string(index=False))
 
+    def write_extra(self, suffix: str, text: str) -> None:
+        """One more results file, ``<out>/<name>_<suffix>``, logged to the experiment's run like the others."""
+        path = self.out / f"{self.name}_{suffix}"
+        atomic_write_text(path, text)
+        self.client.log_artifact(self.run_id, str(path))
+
 
 def mean_std(table: pd.DataFrame, by: str | list[str], columns: list[str]) -> pd.DataFrame:
     """Per group: mean and standard deviation over seeds of each column, plus the number of seeds."""

@@ -42,8 +42,8 @@ SWEEP = Path(__file__).parent / "sweep.py"
 TINY = Path(__file__).parent / "configs" / "tiny.yaml"
 
 
-def run_sweep(exp: common.Experiment, seed: int, smoke: bool, uri: str) -> tuple[pd.Series, float]:
-    """The sweep as a user runs it, in its own process and local Ray; its best retrained row and its wall time."""
+def run_sweep(exp: common.Experiment, seed: int, smoke: bool, uri: str) -> tuple[pd.DataFrame, float]:
+    """The sweep as a user runs it, in its own process and local Ray; its results table and its wall time."""
     workdir = exp.cache / "sweeps" / f"seed{seed}{'-smoke' if smoke else ''}"
     results = workdir / "ray_results" / "sweep-results.csv"
     timing = workdir / "wall_seconds.txt"
@@ -55,9 +55,7 @@ def run_sweep(exp: common.Experiment, seed: int, smoke: bool, uri: str) -> tuple
         start = time.perf_counter()
         subprocess.run(command, check=True)
         timing.write_text(f"{time.perf_counter() - start}\n")
-    table = pd.read_csv(results)
-    best = table[table["test_acc"].notna()].sort_values("objective", ascending=False).iloc[0]
-    return best, float(timing.read_text())
+    return pd.read_csv(results), float(timing.read_text())
 
 
 def random_baseline(exp: common.Experiment, plan: common.Budget, sweep: SweepConfig, seed: int,
@@ -77,9 +75,13 @@ def random_baseline(exp: common.Experiment, plan: common.Budget, sweep: SweepCon
     return exp.retrain(f"random-seed{seed}", replace(plan.retrain, seed=seed), genotype=best), tried
 
 
-def compare(exp: common.Experiment, plan: common.Budget, seed: int, smoke: bool, uri: str) -> list[dict]:
+def compare(exp: common.Experiment, plan: common.Budget, seed: int, smoke: bool, uri: str,
+            trials: list[pd.DataFrame]) -> list[dict]:
+    """The four methods' rows for ``seed``; the sweep's per-trial table is appended to ``trials``."""
     sweep_config = SweepConfig.load(TINY if smoke else None)
-    best, sweep_s = run_sweep(exp, seed, smoke, uri)
+    table, sweep_s = run_sweep(exp, seed, smoke, uri)
+    trials.append(table.assign(seed=seed))
+    best = table[table["test_acc"].notna()].sort_values("objective", ascending=False).iloc[0]
     rows = [{"method": "sweep", "seed": seed, "test_acc": best["test_acc"], "params": best["params"],
              "macs": best["macs"], "cpu_seconds": CORES * sweep_s, "candidates": sweep_config.num_trials}]
     config = replace(plan.retrain, seed=seed)
@@ -107,7 +109,9 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     plan = common.budget(args.smoke)
     with common.Experiment("sweep_vs_baselines", args) as exp:
         uri = exp.tracking_uri
-        table = pd.DataFrame([row for seed in common.seeds(args) for row in compare(exp, plan, seed, args.smoke, uri)])
+        trials: list[pd.DataFrame] = []
+        table = pd.DataFrame([row for seed in common.seeds(args)
+                              for row in compare(exp, plan, seed, args.smoke, uri, trials)])
         summary = common.mean_std(table, "method", ["test_acc", "params", "macs", "cpu_seconds"])
         summary["min_test_acc"] = table.groupby("method", sort=False)["test_acc"].min().values
         fig, ax = plt.subplots(figsize=(5, 3.4))
@@ -117,6 +121,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         ax.legend(fontsize=8)
         exp.write(table, summary, fig, {"rows": table.to_dict(orient="records"), "cores": CORES,
                                         "retrain_epochs": plan.retrain.epochs})
+        exp.write_extra("trials.csv", pd.concat(trials).to_csv(index=False))  # every sweep trial, for the reading
     return table
 
 
