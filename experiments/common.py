@@ -167,25 +167,24 @@ class Experiment:
         """``<out>/<name>.csv`` (every row), ``.md`` (the summary table the README quotes), ``.png``, ``.json``."""
         self.out.mkdir(parents=True, exist_ok=True)
         stem = self.out / self.name
-        atomic_write_text(stem.with_suffix(".csv"), table.to_csv(index=False))
+        self._save(stem.with_suffix(".csv"), table.to_csv(index=False))
         shown = summary if summary is not None else table
-        atomic_write_text(stem.with_suffix(".md"), shown.to_markdown(index=False, floatfmt=".4g") + "\n")
+        self._save(stem.with_suffix(".md"), shown.to_markdown(index=False, floatfmt=".4g") + "\n")
         meta = {"machine": describe_machine(), "date": time.strftime("%Y-%m-%d"), **(notes or {})}
-        atomic_write_text(stem.with_suffix(".json"), json.dumps(meta, indent=2, default=str) + "\n")
-        paths = [stem.with_suffix(s) for s in (".csv", ".md", ".json")]
+        self._save(stem.with_suffix(".json"), json.dumps(meta, indent=2, default=str) + "\n")
         if figure is not None:
             figure.savefig(stem.with_suffix(".png"), dpi=110, bbox_inches="tight")
-            paths.append(stem.with_suffix(".png"))
-        for path in paths:
-            self.client.log_artifact(self.run_id, str(path))
+            self.client.log_artifact(self.run_id, str(stem.with_suffix(".png")))
         print(shown.to_string(index=False))
 
     def write_extra(self, suffix: str, text: str) -> None:
         """One more results file, ``<out>/<name>_<suffix>``, logged to the experiment's run like the others."""
-        path = self.out / f"{self.name}_{suffix}"
+        self._save(self.out / f"{self.name}_{suffix}", text)
+
+    def _save(self, path: Path, text: str) -> None:
+        """A results file, written whole (never half) and logged to the experiment's run."""
         atomic_write_text(path, text)
         self.client.log_artifact(self.run_id, str(path))
-
 
 def mean_std(table: pd.DataFrame, by: str | list[str], columns: list[str]) -> pd.DataFrame:
     """Per group: mean and standard deviation over seeds of each column, plus the number of seeds."""

@@ -28,6 +28,14 @@ def run_script(path: str, *args: str, cwd: Path) -> str:
     return done.stdout
 
 
+def load_script(path: str, module_name: str):
+    """A script of the repository as a module, without running its ``__main__`` part."""
+    spec = importlib.util.spec_from_file_location(module_name, REPO / path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 EXPERIMENTS = {  # script -> (extra args, rows its table must have with one seed)
     "searched_vs_hand": ([], 4),
     "robustness": (["--ratios", "0.5", "--lambdas", "0,0.5"], 2),
@@ -121,9 +129,7 @@ def test_token_selection_benchmark_smoke(tmp_path):
     ("exit_after_sigterm", ["--dumps", "2,soon"], "--dumps '2,soon': comma-separated seconds"),
 ])
 def test_benchmark_usage_errors_exit_2(script, args, needle, tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location(f"{script}_benchmark", REPO / "benchmarks" / f"{script}.py")
-    benchmark = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(benchmark)
+    benchmark = load_script(f"benchmarks/{script}.py", f"{script}_benchmark")
     with pytest.raises(SystemExit) as exit_info:
         benchmark.main([*args, "--out", str(tmp_path)])
     assert exit_info.value.code == 2 and needle in capsys.readouterr().err
@@ -138,9 +144,7 @@ def test_benchmark_usage_errors_exit_2(script, args, needle, tmp_path, capsys):
 ])
 def test_objective_study_usage_errors_exit_2(args, needle, monkeypatch, capsys):
     monkeypatch.syspath_prepend(str(REPO / "experiments"))  # as the script runs: its sibling modules importable
-    spec = importlib.util.spec_from_file_location("objective_study", REPO / "experiments" / "objective.py")
-    study = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(study)
+    study = load_script("experiments/objective.py", "objective_study")
     with pytest.raises(SystemExit) as exit_info:
         study.parse_args(args)
     assert exit_info.value.code == 2 and needle in capsys.readouterr().err
