@@ -42,16 +42,20 @@ SWEEP = Path(__file__).parent / "sweep.py"
 TINY = Path(__file__).parent / "configs" / "tiny.yaml"
 
 
-def run_sweep(exp: common.Experiment, seed: int, smoke: bool, uri: str) -> tuple[pd.DataFrame, float]:
-    """The sweep as a user runs it, in its own process and local Ray; its results table and its wall time."""
-    workdir = exp.cache / "sweeps" / f"seed{seed}{'-smoke' if smoke else ''}"
+def run_sweep(exp: common.Experiment, seed: int, smoke: bool, uri: str,
+              config: Path | None = None) -> tuple[pd.DataFrame, float]:
+    """The sweep as a user runs it (``config``, else the packaged default; the tiny one with ``smoke``), in its own
+    process and local Ray; its results table and its wall time."""
+    config = TINY if smoke else config
+    label = f"seed{seed}{'-smoke' if smoke else ''}{f'-{config.stem}' if config and not smoke else ''}"
+    workdir = exp.cache / "sweeps" / label
     results = workdir / "ray_results" / "sweep-results.csv"
     timing = workdir / "wall_seconds.txt"
     if not (results.is_file() and timing.is_file()):
         workdir.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, str(SWEEP), "--seed", str(seed), "--workdir", str(workdir), "--name", "sweep",
-                   "--experiment", f"dasvit-sweep-vs-baselines-seed{seed}", "--address", "local",
-                   "--tracking-uri", uri, *(["--config", str(TINY)] if smoke else [])]
+                   "--experiment", f"dasvit-{exp.name.replace('_', '-')}-{label}", "--address", "local",
+                   "--tracking-uri", uri, *(["--config", str(config)] if config else [])]
         start = time.perf_counter()
         subprocess.run(command, check=True)
         timing.write_text(f"{time.perf_counter() - start}\n")
@@ -81,9 +85,8 @@ def compare(exp: common.Experiment, plan: common.Budget, seed: int, smoke: bool,
     sweep_config = SweepConfig.load(TINY if smoke else None)
     table, sweep_s = run_sweep(exp, seed, smoke, uri)
     trials.append(table.assign(seed=seed))
-    best = table[table["test_acc"].notna()].sort_values("objective", ascending=False).iloc[0]
-    rows = [{"method": "sweep", "seed": seed, "test_acc": best["test_acc"], "params": best["params"],
-             "macs": best["macs"], "cpu_seconds": CORES * sweep_s, "candidates": sweep_config.num_trials}]
+    rows = [{"method": "sweep", "seed": seed, **sweep_pick(table), "cpu_seconds": CORES * sweep_s,
+             "candidates": sweep_config.num_trials}]
     config = replace(plan.retrain, seed=seed)
     search = exp.search(plan.search.with_overrides(seed=seed), f"search-seed{seed}")
     result = exp.retrain(f"search-seed{seed}", config, genotype=search.genotype())
@@ -92,12 +95,23 @@ def compare(exp: common.Experiment, plan: common.Budget, seed: int, smoke: bool,
     result, tried = random_baseline(exp, plan, sweep_config, seed, sweep_s)
     rows.append({"method": "random", "seed": seed, **_sized(result), "cpu_seconds": CORES * (sweep_s + result["seconds"]),
                  "candidates": tried})
-    width = 4 if smoke else CNN_WIDTH
-    result = exp.retrain(f"cnn-seed{seed}", config, model_name=f"small_cnn_w{width}",
-                         model=lambda data: SmallCNN(data.in_chans, data.num_classes, width))
+    result = small_cnn(exp, plan, seed, smoke)
     rows.append({"method": "cnn", "seed": seed, **_sized(result), "cpu_seconds": CORES * result["seconds"],
                  "candidates": 1})
     return rows
+
+
+def sweep_pick(table: pd.DataFrame) -> dict:
+    """What the sweep hands back: its best retrained genotype by the sweep's own objective (never by test)."""
+    best = table[table["test_acc"].notna()].sort_values("objective", ascending=False).iloc[0]
+    return {"test_acc": best["test_acc"], "params": best["params"], "macs": best["macs"]}
+
+
+def small_cnn(exp: common.Experiment, plan: common.Budget, seed: int, smoke: bool) -> dict:
+    """The small CNN of ``searched_vs_hand.py`` retrained with the recipe of every other network (cached)."""
+    width = 4 if smoke else CNN_WIDTH
+    return exp.retrain(f"cnn-seed{seed}", replace(plan.retrain, seed=seed), model_name=f"small_cnn_w{width}",
+                       model=lambda data: SmallCNN(data.in_chans, data.num_classes, width))
 
 
 def _sized(result: dict) -> dict:

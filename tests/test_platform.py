@@ -261,7 +261,11 @@ def test_bad_sweep_config_exits_2_before_starting(tmp_path, capsys):
 @pytest.mark.parametrize(
     "change,needle",
     [({"tune": {"keep_ratio": {"low": 0.0, "high": 1.0}}}, "keep ratio 0.0 is outside"),
-     ({"tune": {"depth": {"low": 1, "high": 2}}}, "'depth' is not tunable"),
+     ({"tune": {"nodes": {"low": 1, "high": 2}}}, "'nodes' is not tunable"),
+     ({"tune": {"embed_dim": {"low": 32, "high": 90, "step": 16}}}, "high - low a multiple of step"),
+     ({"tune": {"embed_dim": {"low": 32, "high": 36}}}, "tune: embed_dim = 33 of"),  # attn_h2 needs an even width
+     ({"tune": {"depth": {"low": 0, "high": 3}}}, "'depth' low must be an integer >= 1, got 0"),
+     ({"tune": {"keep_ratio": {"low": 0.3, "high": 0.5, "step": 0.1}}}, "'keep_ratio' needs {low, high}, got"),
      ({"objective2": "latency"}, "objective2 'latency'"),
      ({"objective": "params", "objective2": "params"}, "more and fewer parameters at once"),
      ({"search": {"keep_ratio": 2}}, "keep ratio 2 is outside"),
@@ -271,6 +275,19 @@ def test_sweep_config_validation(change, needle):
     base = yaml.safe_load(Path(TINY).read_text())
     with pytest.raises(ConfigError, match=needle.replace("(", r"\(").replace(")", r"\)")):
         SweepConfig.from_dict({**SweepConfig.load().to_dict(), **base, **change})
+
+
+def test_width_and_depth_ranges_reach_optuna_as_integer_grids():
+    """Optuna proposes only valid widths (multiples of the step) and depth sets the final stage's blocks."""
+    from ray.tune.search.optuna import OptunaSearch
+
+    tune = {"embed_dim": {"low": 32, "high": 96, "step": 16}, "depth": {"low": 3, "high": 6}}
+    config = SweepConfig.from_dict({**SweepConfig.load().to_dict(), "tune": tune})
+    space = OptunaSearch.convert_search_space(sweep_run.param_space(config))
+    assert {name: (d.low, d.high, d.step) for name, d in dict(space).items()} == {"embed_dim": (32, 96, 16),
+                                                                                     "depth": (3, 6, 1)}
+    trial = config.trial_search_config({"embed_dim": 48, "depth": 6})
+    assert trial.embed_dim == 48 and [s.depth for s in trial.stages] == [2, 3, 6]
 
 
 @pytest.mark.parametrize("uri", ["sqlite:////nonexistent-dir/for/mlflow.db", "http://127.0.0.1:9"])

@@ -5,7 +5,7 @@ It ships inside the package because ``ray submit`` uploads only the entry script
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,8 @@ import yaml
 from dasvit.config import ConfigError, DataConfig, SearchConfig
 from dasvit.vocabulary import validate_max_macs, validate_objective, validate_precision
 
-TUNABLE = {"fairness_lambda", "keep_ratio", "alpha_lr", "w_lr", "embed_dim", "batch_size"}
+INTEGER_TUNABLE = {"embed_dim", "batch_size", "depth"}  # depth: the final stage's, i.e. the returned network's blocks
+TUNABLE = {"fairness_lambda", "keep_ratio", "alpha_lr", "w_lr"} | INTEGER_TUNABLE
 OBJECTIVES2 = ("params", "macs")
 
 
@@ -26,8 +27,37 @@ def _known_keys(cls: type, data: dict[str, Any], what: str) -> None:
 
 
 def trial_search_config(base: SearchConfig, tuned: dict[str, Any]) -> SearchConfig:
-    """The search config of one trial: the base config with the values Optuna proposed."""
+    """The search config of one trial: the base config with the values Optuna proposed. ``depth`` is the final
+    stage's depth (the earlier stages keep theirs: the progressive search stretches its masks to any depth)."""
+    tuned = dict(tuned)
+    depth = tuned.pop("depth", None)
+    if depth is not None:
+        *earlier, last = base.stages
+        base = replace(base, stages=(*earlier, replace(last, depth=int(depth))))
     return base.with_overrides(**tuned).validate()
+
+
+def tune_values(name: str, bounds: dict[str, Any]) -> list[Any]:
+    """The values of one tune range that must each make a valid search config: every value of an integer range
+    (an embed_dim must divide by every attention op's heads), both ends of a continuous one."""
+    if name not in TUNABLE:
+        raise ConfigError(f"tune: {name!r} is not tunable; choose from {', '.join(sorted(TUNABLE))}")
+    keys, wanted = ({"low", "high", "step"}, "{low, high} and an optional step") if name in INTEGER_TUNABLE else (
+        {"low", "high"}, "{low, high}")
+    if not isinstance(bounds, dict) or not {"low", "high"} <= set(bounds) <= keys:
+        raise ConfigError(f"tune: {name!r} needs {wanted}, got {bounds!r}")
+    low, high = bounds["low"], bounds["high"]
+    if name not in INTEGER_TUNABLE:
+        if not low <= high:
+            raise ConfigError(f"tune: {name!r} needs low <= high, got {bounds!r}")
+        return [low, high]
+    step = bounds.get("step", 1)
+    for key, value in (("low", low), ("high", high), ("step", step)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"tune: {name!r} {key} must be an integer >= 1, got {value!r}")
+    if not low <= high or (high - low) % step:
+        raise ConfigError(f"tune: {name!r} needs low <= high with high - low a multiple of step, got {bounds!r}")
+    return list(range(low, high + 1, step))
 
 
 @dataclass(frozen=True)
@@ -126,13 +156,11 @@ class SweepConfig:
         if not isinstance(self.proxy_epochs, int) or isinstance(self.proxy_epochs, bool) or self.proxy_epochs < 1:
             raise ConfigError(f"proxy_epochs must be an integer >= 1, got {self.proxy_epochs!r}")
         for name, bounds in self.tune.items():
-            if name not in TUNABLE:
-                raise ConfigError(f"tune: {name!r} is not tunable; choose from {', '.join(sorted(TUNABLE))}")
-            if not isinstance(bounds, dict) or set(bounds) != {"low", "high"} or not bounds["low"] <= bounds["high"]:
-                raise ConfigError(f"tune: {name!r} needs {{low, high}} with low <= high, got {bounds!r}")
-            # both ends must make a valid search config (e.g. keep_ratio in (0, 1], lambda >= 0)
-            for end in ("low", "high"):
-                self.trial_search_config({name: bounds[end]})
+            for value in tune_values(name, bounds):  # e.g. keep_ratio in (0, 1], lambda >= 0, embed_dim % heads
+                try:
+                    self.trial_search_config({name: value})
+                except ConfigError as err:
+                    raise ConfigError(f"tune: {name} = {value!r} of {bounds!r}: {err}") from None
         self.base_search().validate()
         if self.asha.grace_period < 1 or self.asha.reduction_factor < 2:
             raise ConfigError(f"asha: grace_period >= 1 and reduction_factor >= 2, got {asdict(self.asha)}")

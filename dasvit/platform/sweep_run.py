@@ -26,7 +26,7 @@ from dasvit.genotype import blocks_id
 from dasvit.io import atomic_write_text
 from dasvit.platform import model_store, sweep_state, tracking
 from dasvit.platform.cluster_check import alive_nodes, check_shared
-from dasvit.platform.config import SweepConfig
+from dasvit.platform.config import INTEGER_TUNABLE, SweepConfig
 from dasvit.platform.interrupt import Interrupt
 from dasvit.platform.pareto import pareto_mask, plot_pareto
 from dasvit.platform.ray_session import connect_ray, release_leftover_placement_groups
@@ -39,12 +39,12 @@ OBJECTIVE2_METRIC = {"params": "genotype_params", "macs": "genotype_macs"}
 
 
 def param_space(config: SweepConfig) -> dict[str, Any]:
-    """Optuna's space: ints uniform over integers, learning rates log-uniform, the rest uniform."""
+    """Optuna's space: ints uniform over low, low + step, ..., high; learning rates log-uniform; the rest uniform."""
     space = {}
     for name, bounds in config.tune.items():
         low, high = bounds["low"], bounds["high"]
-        if name in ("embed_dim", "batch_size"):
-            space[name] = tune.randint(int(low), int(high) + 1)
+        if name in INTEGER_TUNABLE:
+            space[name] = tune.qrandint(low, high, bounds.get("step", 1))  # Optuna: IntDistribution(low, high, step)
         elif name.endswith("lr"):
             space[name] = tune.loguniform(low, high)
         else:
