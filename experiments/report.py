@@ -277,6 +277,23 @@ def sweep_vs_baselines_seeds() -> str:
     return block(markdown(rows), source=[f"{EXP}/sweep_vs_baselines.json"], machine=data["machine"])
 
 
+def cnn_gap() -> str:
+    """Seed by seed: the sweep that tunes width and depth within the small CNN's MACs, against that CNN."""
+    data = read_json(f"{EXP}/cnn_gap.json")
+    trials = read_csv(f"{EXP}/cnn_gap_trials.csv")
+    picked = trials[trials["test_acc"].notna()].sort_values("objective", ascending=False).groupby("seed").head(1)
+    shape = picked.set_index("seed")[["embed_dim", "depth"]]
+    rows = [{
+        "seed": str(r["seed"]), "sweep's network": pct(r["sweep_test_acc"]), "small CNN": pct(r["cnn_test_acc"]),
+        "gap": points(r["gap"]), f"within {points(data['gap_target'])}": "yes" if r["within_target"] else "no",
+        "width x blocks": f"{shape.loc[r['seed'], 'embed_dim']} x {shape.loc[r['seed'], 'depth']}",
+        "params (sweep / CNN)": f"{num(r['sweep_params'])} / {num(r['cnn_params'])}",
+        "MACs (sweep / CNN)": f"{mega(r['sweep_macs'])} / {mega(r['cnn_macs'])}",
+    } for r in data["rows"]]
+    return block(markdown(rows), source=[f"{EXP}/cnn_gap.json", f"{EXP}/cnn_gap_trials.csv"],
+                 machine=data["machine"], note=f"Budget: max_macs = {num(data['max_macs'])} MACs per image.")
+
+
 def search_retrain_gap() -> str:
     """Does the supernet's own accuracy rank the genotypes it finds?"""
     data = read_json(f"{EXP}/search_retrain_gap.json")
@@ -818,6 +835,8 @@ def headline() -> str:
     """The few figures a new user needs, each from its result file, with the command that reproduces it."""
     versus = pd.DataFrame(read_json(f"{EXP}/sweep_vs_baselines.json")["rows"])
     sweep = versus[versus.method == "sweep"]
+    gap_data = read_json(f"{EXP}/cnn_gap.json")
+    gap = pd.DataFrame(gap_data["rows"])
     hand_runs = read_csv(f"{EXP}/searched_vs_hand.csv")
     hand = hand_runs.groupby("model").test_acc.agg(["mean", "std"])
     rand = read_csv(f"{EXP}/random_search.csv").groupby("method").test_acc.agg(["mean", "std"])
@@ -838,6 +857,12 @@ def headline() -> str:
          "machine": read_json(f"{EXP}/sweep_vs_baselines.json")["machine"],
          "command": "`python experiments/sweep_vs_baselines.py`",
          "details": "[sweep vs alternatives](docs/results.md#sweep-against-the-alternatives-at-equal-compute)"},
+        {"measurement": f"sweep tuning width and depth within the small CNN's MACs, test accuracy over "
+                        f"{len(gap)} seeds",
+         "result": f"{pm_pct(gap.sweep_test_acc.mean(), gap.sweep_test_acc.std())}, within "
+                   f"{points(gap_data['gap_target'])} of the CNN on {int(gap.within_target.sum())} of {len(gap)}",
+         "machine": gap_data["machine"], "command": "`python experiments/cnn_gap.py`",
+         "details": "[width and depth](docs/results.md#width-and-depth-within-the-cnns-macs)"},
         {"measurement": f"searched genotype (one `dasvit search`), test accuracy over {hand_runs.seed.nunique()} seeds",
          "result": pm_pct(hand.loc[SEARCHED, "mean"], hand.loc[SEARCHED, "std"]), "machine": exp_cpu,
          "command": "`python experiments/searched_vs_hand.py`",
@@ -893,6 +918,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "objective_truth": objective_truth,
     "sweep_vs_baselines": sweep_vs_baselines,
     "sweep_vs_baselines_seeds": sweep_vs_baselines_seeds,
+    "cnn_gap": cnn_gap,
     "search_retrain_gap": search_retrain_gap,
     "searched_vs_hand": searched_vs_hand,
     "searched_vs_hand_per_seed": searched_vs_hand_per_seed,

@@ -21,18 +21,20 @@ from dasvit.platform.trial_worker import FAULT_ENV, FAULT_ONCE_ENV
 @pytest.mark.slow
 def test_killed_worker_resumes_from_its_checkpoint_with_the_same_genotype(tmp_path):
     """SIGKILL rank 0 right after it reported global epoch 1 (of 4) with its checkpoint: Ray Train restarts the
-    group from the last registered checkpoint, no finished epoch is lost, and the genotype equals that of an
-    uninterrupted sweep with the same seed."""
-    config = {**TINY, "num_trials": 1, "max_failures": 1, "retrain": {"top_k": 0},
+    group from the last registered checkpoint, no finished epoch is lost, and the genotype equals that of its twin:
+    the sweep's other trial, which one-point tune ranges give the same config, and which runs uninterrupted."""
+    one_point = {name: {"low": 0.5, "high": 0.5} for name in ("fairness_lambda", "keep_ratio")}
+    config = {**TINY, "num_trials": 2, "max_failures": 1, "retrain": {"top_k": 0}, "tune": one_point,
+              "asha": {"grace_period": 4, "reduction_factor": 2},  # no early stopping: both trials run 4 epochs
               "search": {**TINY["search"], "stages": [{"depth": 1, "epochs": 2}, {"depth": 2, "epochs": 2, "ops": 2}]}}
     once = tmp_path / "fault-fired"
-    run_sweep(tmp_path, "clean", config)
     run_sweep(tmp_path, "killed", config, {FAULT_ENV: "kill@1", FAULT_ONCE_ENV: str(once)})
     assert once.exists()  # the worker really was killed
 
     client = tracking.client_for(tracking.default_tracking_uri(tmp_path))
-    (clean,), (killed,) = (experiment_runs(tmp_path, name, "search") for name in ("clean", "killed"))
-    assert killed.info.status == "FINISHED" and "error" not in killed.data.tags
+    killed, twin = sorted(experiment_runs(tmp_path, "killed", "search"), key=lambda r: r.info.start_time)
+    assert killed.data.params == twin.data.params  # the same config: the first trial is the one killed
+    assert {r.info.status for r in (killed, twin)} == {"FINISHED"} and "error" not in killed.data.tags
     history = client.get_metric_history(killed.info.run_id, "val_acc")
     # Every epoch is there. Ray Train registers a reported checkpoint asynchronously, so the epoch whose
     # checkpoint was not yet registered at the kill may run again: deterministically, logging the same value.
@@ -41,9 +43,10 @@ def test_killed_worker_resumes_from_its_checkpoint_with_the_same_genotype(tmp_pa
         values.setdefault(point.step, set()).add(point.value)
     assert sorted(values) == [0, 1, 2, 3] and len(history) <= 5
     assert all(len(v) == 1 for v in values.values()), values
-    genotypes = [tracking.load_genotype_artifact(client, run.info.run_id) for run in (clean, killed)]
+    assert len(client.get_metric_history(twin.info.run_id, "val_acc")) == 4  # the twin was not interrupted
+    genotypes = [tracking.load_genotype_artifact(client, run.info.run_id) for run in (killed, twin)]
     assert genotypes[0] == genotypes[1]
-    assert killed.data.metrics["val_acc"] == clean.data.metrics["val_acc"]
+    assert killed.data.metrics["val_acc"] == twin.data.metrics["val_acc"]
 
 
 @pytest.mark.slow
