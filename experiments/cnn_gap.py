@@ -15,7 +15,7 @@ from pathlib import Path
 import common
 import matplotlib.pyplot as plt
 import pandas as pd
-from sweep_vs_baselines import CORES, run_sweep, small_cnn, sweep_pick
+from sweep_vs_baselines import CORES, TINY, random_baseline, run_sweep, small_cnn, sweep_pick
 
 from dasvit.platform.config import SweepConfig
 from dasvit.quick_exit import freeze_heap_at_exit
@@ -30,9 +30,12 @@ def compare(exp: common.Experiment, plan: common.Budget, seed: int, smoke: bool,
     table, sweep_s = run_sweep(exp, seed, smoke, uri, CONFIG)
     trials.append(table.assign(seed=seed))
     vit, cnn = sweep_pick(table), small_cnn(exp, plan, seed, smoke)
+    rand, tried = random_baseline(exp, plan, SweepConfig.load(TINY if smoke else CONFIG), seed, sweep_s)
     return {"seed": seed, "sweep_test_acc": vit["test_acc"], "cnn_test_acc": cnn["test_acc"],
             "gap": cnn["test_acc"] - vit["test_acc"], "sweep_params": vit["params"], "sweep_macs": vit["macs"],
-            "cnn_params": cnn["params"], "cnn_macs": cnn["macs"], "sweep_cpu_seconds": CORES * sweep_s}
+            "cnn_params": cnn["params"], "cnn_macs": cnn["macs"], "sweep_cpu_seconds": CORES * sweep_s,
+            "random_test_acc": rand["test_acc"], "random_params": rand["params"], "random_macs": rand["macs"],
+            "random_candidates": tried}
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
@@ -51,9 +54,11 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
             "seeds": len(table), "sweep_test_acc_mean": table["sweep_test_acc"].mean(),
             "cnn_test_acc_mean": table["cnn_test_acc"].mean(), "gap_mean": table["gap"].mean(),
             "gap_min": table["gap"].min(), "seeds_within_target": int(table["within_target"].sum()),
-            "sweep_macs_mean": table["sweep_macs"].mean(), "max_macs": budget}])
+            "sweep_macs_mean": table["sweep_macs"].mean(), "max_macs": budget,
+            "random_test_acc_mean": table["random_test_acc"].mean()}])
         fig, ax = plt.subplots(figsize=(5, 3.4))
         ax.scatter(table["sweep_macs"], table["sweep_test_acc"], label="sweep within the CNN's MACs")
+        ax.scatter(table["random_macs"], table["random_test_acc"], marker="^", label="random search, same space and time")
         ax.scatter(table["cnn_macs"], table["cnn_test_acc"], marker="s", label="small CNN")
         ax.axvline(budget, color="grey", linestyle=":", label="max_macs")
         ax.set(xlabel="MACs per image", ylabel="test accuracy", title="one point per seed")

@@ -12,6 +12,7 @@ then retrained exactly like the searched genotype. Both finals are compared on t
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 
 import common
@@ -22,14 +23,22 @@ import torch
 from dasvit.baselines import random_genotype
 from dasvit.data import search_holdout
 from dasvit.genotype import InputSpec
+from dasvit.metrics import count_macs
+from dasvit.model import build_model
 from dasvit.quick_exit import freeze_heap_at_exit
 from dasvit.retrain import retrain
 from dasvit.seeding import derived_seed
 
 
-def random_search(exp: common.Experiment, plan: common.Budget, seed: int, budget_s: float, proxy_epochs: int):
-    """Draw and proxy-train random genotypes until ``budget_s`` wall seconds are spent; return the best and a log."""
+def random_search(exp: common.Experiment, plan: common.Budget, seed: int, budget_s: float, proxy_epochs: int,
+                  widths: Sequence[int] = (), depths: Sequence[int] = (), max_macs: int | None = None):
+    """Draw and proxy-train random genotypes until ``budget_s`` wall seconds are spent; return the best and a log.
+
+    Each draw's width and final depth are drawn uniformly from ``widths`` and ``depths`` (default: the search
+    config's); a draw over ``max_macs`` is discarded untrained, as a sweep would score it below every network
+    within the budget."""
     config = plan.search
+    widths, depths = list(widths) or [config.embed_dim], list(depths) or [config.stages[-1].depth]
     data = exp.data(config.data.dataset)
     holdout = search_holdout(data, seed)
     spec = InputSpec(config.data.resolved_image_size, data.in_chans, data.num_classes)
@@ -37,8 +46,11 @@ def random_search(exp: common.Experiment, plan: common.Budget, seed: int, budget
     proxy = replace(plan.retrain, epochs=proxy_epochs, seed=seed)
     start, tried = time.perf_counter(), []
     while time.perf_counter() - start < budget_s or not tried:
-        genotype = random_genotype(config.space, config.stages[-1].depth, config.embed_dim,
-                                   config.resolved_patch_size, spec, generator)
+        width, depth = (choices[0] if len(choices) == 1 else  # one choice draws nothing: the same stream as ever
+                        int(choices[torch.randint(len(choices), (1,), generator=generator)]) for choices in (widths, depths))
+        genotype = random_genotype(config.space, depth, width, config.resolved_patch_size, spec, generator)
+        if max_macs is not None and count_macs(build_model(genotype), spec.image_size, spec.in_chans) > max_macs:
+            continue
         result = retrain(genotype, proxy, holdout)
         tried.append((result.test_acc, genotype, time.perf_counter() - start))
     best = max(tried, key=lambda t: t[0])

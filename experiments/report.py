@@ -284,7 +284,8 @@ def cnn_gap() -> str:
     picked = trials[trials["test_acc"].notna()].sort_values("objective", ascending=False).groupby("seed").head(1)
     shape = picked.set_index("seed")[["embed_dim", "depth"]]
     rows = [{
-        "seed": str(r["seed"]), "sweep's network": pct(r["sweep_test_acc"]), "small CNN": pct(r["cnn_test_acc"]),
+        "seed": str(r["seed"]), "sweep's network": pct(r["sweep_test_acc"]),
+        "random search, same space and time": pct(r["random_test_acc"]), "small CNN": pct(r["cnn_test_acc"]),
         "gap": points(r["gap"]), f"within {points(data['gap_target'])}": "yes" if r["within_target"] else "no",
         "width x blocks": f"{shape.loc[r['seed'], 'embed_dim']} x {shape.loc[r['seed'], 'depth']}",
         "params (sweep / CNN)": f"{num(r['sweep_params'])} / {num(r['cnn_params'])}",

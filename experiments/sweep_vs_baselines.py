@@ -33,7 +33,7 @@ from random_search import random_search
 from dasvit.baselines import SmallCNN
 from dasvit.genotype import genotype_from_dict
 from dasvit.io import atomic_write_text
-from dasvit.platform.config import SweepConfig
+from dasvit.platform.config import SweepConfig, tune_values
 from dasvit.quick_exit import freeze_heap_at_exit
 
 CORES = 2
@@ -64,15 +64,20 @@ def run_sweep(exp: common.Experiment, seed: int, smoke: bool, uri: str,
 
 def random_baseline(exp: common.Experiment, plan: common.Budget, sweep: SweepConfig, seed: int,
                     budget_s: float) -> tuple[dict, int]:
-    """Random genotypes drawn until ``budget_s`` wall seconds are spent, each scored by a short proxy retraining on
-    the search split (``proxy_epochs`` of the sweep config; the search-val half, never the test split); the best
-    retrained with the full recipe. The draw is cached per seed and budget (its length depends on the clock)."""
-    cached = exp.cache / "random" / f"seed{seed}-{budget_s:.0f}s.json"
+    """Random genotypes of the sweep's space (its tuned widths and depths, within its ``max_macs``) drawn until
+    ``budget_s`` wall seconds are spent, each scored by a short proxy retraining on the search split
+    (``proxy_epochs`` of the sweep config; the search-val half, never the test split); the best retrained with the
+    full recipe. The draw is cached per seed, space and budget (its length depends on the clock)."""
+    space = {name: tune_values(name, sweep.tune[name]) if name in sweep.tune else [] for name in ("embed_dim", "depth")}
+    sized = any(space.values()) or sweep.max_macs is not None
+    label = f"-{common.config_key(space, sweep.max_macs)}" if sized else ""
+    cached = exp.cache / "random" / f"seed{seed}-{budget_s:.0f}s{label}.json"
     if cached.is_file():
         saved = json.loads(cached.read_text())
         best, tried = genotype_from_dict(saved["genotype"]), saved["tried"]
     else:
-        best, log = random_search(exp, plan, seed, budget_s, sweep.proxy_epochs)
+        best, log = random_search(exp, plan, seed, budget_s, sweep.proxy_epochs, space["embed_dim"], space["depth"],
+                                  sweep.max_macs)
         tried = len(log)
         cached.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(cached, json.dumps({"genotype": best.to_dict(), "tried": tried}))

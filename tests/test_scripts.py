@@ -9,12 +9,15 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 import yaml
 from sweep_runs import TINY
 
+from dasvit.metrics import count_macs
+from dasvit.model import build_model
 from dasvit.platform import tracking
 
 REPO = Path(__file__).resolve().parents[1]
@@ -148,6 +151,22 @@ def test_objective_study_usage_errors_exit_2(args, needle, monkeypatch, capsys):
     with pytest.raises(SystemExit) as exit_info:
         study.parse_args(args)
     assert exit_info.value.code == 2 and needle in capsys.readouterr().err
+
+
+def test_random_search_draws_sized_networks_within_the_budget(monkeypatch, tmp_path):
+    """Random search over a sweep's sized space: each trained draw has one of the widths and depths, and none is
+    over the MACs budget (those are discarded untrained)."""
+    monkeypatch.syspath_prepend(str(REPO / "experiments"))
+    module = load_script("experiments/random_search.py", "random_search_sized")
+    common = sys.modules["common"]
+    trained = []
+    monkeypatch.setattr(module, "retrain", lambda genotype, *_: trained.append(genotype) or SimpleNamespace(test_acc=0.5))
+    args = SimpleNamespace(out=tmp_path, tracking_uri=tracking.default_tracking_uri(tmp_path), seeds="0", smoke=True)
+    budget = 60_000
+    with common.Experiment("random_sized", args) as exp:
+        module.random_search(exp, common.budget(True), 0, 0.5, 1, widths=[8, 16], depths=[1, 2, 3], max_macs=budget)
+    assert trained and {g.embed_dim for g in trained} <= {8, 16} and {len(g.blocks) for g in trained} <= {1, 2, 3}
+    assert all(count_macs(build_model(g), 8, 1) <= budget for g in trained)
 
 
 @pytest.mark.slow
