@@ -33,6 +33,7 @@ def compare(exp: common.Experiment, plan: common.Budget, seed: int, smoke: bool,
     rand, tried = random_baseline(exp, plan, SweepConfig.load(TINY if smoke else CONFIG), seed, sweep_s)
     return {"seed": seed, "sweep_test_acc": vit["test_acc"], "cnn_test_acc": cnn["test_acc"],
             "gap": cnn["test_acc"] - vit["test_acc"], "sweep_params": vit["params"], "sweep_macs": vit["macs"],
+            "sweep_embed_dim": vit["embed_dim"], "sweep_depth": vit["depth"],
             "cnn_params": cnn["params"], "cnn_macs": cnn["macs"], "sweep_cpu_seconds": CORES * sweep_s,
             "random_test_acc": rand["test_acc"], "random_params": rand["params"], "random_macs": rand["macs"],
             "random_candidates": tried}

@@ -47,7 +47,7 @@ def run_sweep(exp: common.Experiment, seed: int, smoke: bool, uri: str,
     """The sweep as a user runs it (``config``, else the packaged default; the tiny one with ``smoke``), in its own
     process and local Ray; its results table and its wall time."""
     config = TINY if smoke else config
-    label = f"seed{seed}{'-smoke' if smoke else ''}{f'-{config.stem}' if config and not smoke else ''}"
+    label = f"seed{seed}" + ("-smoke" if smoke else f"-{config.stem}" if config else "")
     workdir = exp.cache / "sweeps" / label
     results = workdir / "ray_results" / "sweep-results.csv"
     timing = workdir / "wall_seconds.txt"
@@ -90,7 +90,7 @@ def compare(exp: common.Experiment, plan: common.Budget, seed: int, smoke: bool,
     sweep_config = SweepConfig.load(TINY if smoke else None)
     table, sweep_s = run_sweep(exp, seed, smoke, uri)
     trials.append(table.assign(seed=seed))
-    rows = [{"method": "sweep", "seed": seed, **sweep_pick(table), "cpu_seconds": CORES * sweep_s,
+    rows = [{"method": "sweep", "seed": seed, **_sized(sweep_pick(table)), "cpu_seconds": CORES * sweep_s,
              "candidates": sweep_config.num_trials}]
     config = replace(plan.retrain, seed=seed)
     search = exp.search(plan.search.with_overrides(seed=seed), f"search-seed{seed}")
@@ -106,10 +106,10 @@ def compare(exp: common.Experiment, plan: common.Budget, seed: int, smoke: bool,
     return rows
 
 
-def sweep_pick(table: pd.DataFrame) -> dict:
-    """What the sweep hands back: its best retrained genotype by the sweep's own objective (never by test)."""
-    best = table[table["test_acc"].notna()].sort_values("objective", ascending=False).iloc[0]
-    return {"test_acc": best["test_acc"], "params": best["params"], "macs": best["macs"]}
+def sweep_pick(table: pd.DataFrame) -> pd.Series:
+    """What the sweep hands back: the trial of its best retrained genotype by the sweep's own objective (never by
+    test)."""
+    return table[table["test_acc"].notna()].sort_values("objective", ascending=False).iloc[0]
 
 
 def small_cnn(exp: common.Experiment, plan: common.Budget, seed: int, smoke: bool) -> dict:
