@@ -22,7 +22,7 @@ seeds (``tau``, ``regret``) and against the first seed's retraining alone (``tau
 default: the candidate the sweep's packaged config uses.
 
     python experiments/objective.py [--seeds 0,1,2,3,4,5,6] [--ratios 0.25,0.4,0.6] [--lambdas 0,1]
-                                    [--proxy-epochs 2,4,8,16,4/32] [--truth-seeds 0,2]
+                                    [--proxy-epochs 2,4,8,16,4/32] [--truth-seeds 0,2,3]
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--proxy-epochs", default="2,4,8,16,4/32",
                         help="comma-separated proxy_e<k> candidates: k epochs, or k/b for k epochs at batch size b")
     parser.add_argument("--truth-epochs", type=int, default=RetrainConfig.epochs)
-    parser.add_argument("--truth-seeds", default="0,2",
+    parser.add_argument("--truth-seeds", default="0,2,3",
                         help=f"comma-separated init seeds of the ground-truth retrainings, averaged (not the proxy's "
                              f"{PROXY_INIT_SEED})")
     args = parser.parse_args(argv)
