@@ -167,7 +167,8 @@ def ray_start_and_train_floor(workdir: Path, workers: int) -> tuple[float, float
 
 
 class ProcessTimeline:
-    """Samples ``/proc`` every 50 ms for processes that start inside the ``with`` block and the titles they take.
+    """Samples ``/proc`` every 50 ms for this process's descendants that start inside the ``with`` block (its local
+    Ray's workers, never another program's processes) and the titles they take.
 
     A Ray worker process is titled ``ray::IDLE`` until it is given an actor or task, then ``ray::Class.method``:
     its first other ``ray::`` title is its role, and when it took it is when the process began working (after its
@@ -182,6 +183,7 @@ class ProcessTimeline:
 
     def __enter__(self) -> Self:
         self.before = set(self._titles())
+        self.root = os.getpid()
         self.start = time.monotonic()
         self.thread = threading.Thread(target=self._sample, daemon=True)
         self.thread.start()
@@ -211,12 +213,23 @@ class ProcessTimeline:
                 if pid in self.before:
                     continue
                 if pid not in self.seen:
+                    if not self._descends_from_us(pid):
+                        self.before.add(pid)  # another program's process: never looked at again
+                        continue
                     self.parents[pid] = self._parent(pid)
                 events = self.seen.setdefault(pid, [])
                 if not events or events[-1][1] != title:
                     events.append((now, title))
             for pid in self.seen.keys() - titles.keys():
                 self.ended.setdefault(pid, now)
+
+    def _descends_from_us(self, pid: int) -> bool:
+        ancestor: int | None = pid
+        while ancestor not in (None, 0, 1):
+            if ancestor == self.root:
+                return True
+            ancestor = self._parent(ancestor)
+        return False
 
     @staticmethod
     def _parent(pid: int) -> int | None:

@@ -24,7 +24,7 @@ import matplotlib
 import pandas as pd
 import torch
 
-from dasvit.config import DataConfig, SearchConfig
+from dasvit.config import ConfigError, DataConfig, SearchConfig
 from dasvit.data import load_data, make_loader
 from dasvit.progressive import prune_masks, pruning_strength
 from dasvit.quick_exit import freeze_heap_at_exit
@@ -113,13 +113,18 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--seed", type=int, default=2)
     parser.add_argument("--dataset", default="mnist5k")
     parser.add_argument("--epochs", type=int, help="epochs of every stage (default: the search's own)")
+    parser.add_argument("--embed-dim", type=int, help="the supernet's width (default: the search's own)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)  # as in the README's genotype comparison
-    data = load_data(DataConfig(args.dataset))
-    config = SearchConfig(data=DataConfig(args.dataset), seed=args.seed)
+    config = SearchConfig(data=DataConfig(args.dataset), seed=args.seed).with_overrides(embed_dim=args.embed_dim)
     if args.epochs is not None:
         config = config.with_overrides(stages=tuple(replace(stage, epochs=args.epochs) for stage in config.stages))
+    try:
+        config.validate()
+    except ConfigError as err:
+        parser.error(str(err))
+    torch.set_num_threads(1)  # as in the README's genotype comparison
+    data = load_data(DataConfig(args.dataset))
     pairs = {}
     for keep_ratio in (config.keep_ratio, 1.0):
         at_r = config.with_overrides(keep_ratio=keep_ratio)

@@ -179,8 +179,8 @@ def test_scaling_benchmark_smoke(tmp_path):
 
 @pytest.mark.slow
 def test_fused_divergence_smoke(tmp_path):
-    run_script("experiments/fused_divergence.py", "--dataset", "digits", "--epochs", "1", "--seed", "0",
-               "--out", str(tmp_path), cwd=tmp_path)
+    run_script("experiments/fused_divergence.py", "--dataset", "digits", "--epochs", "1", "--embed-dim", "16",
+               "--seed", "0", "--out", str(tmp_path), cwd=tmp_path)
     report = json.loads((tmp_path / "fused_divergence_seed0.json").read_text())
     pairs = report["summary"]
     assert set(pairs) == {f"r={r}: {pair}" for r in ("0.5", "1") for pair in ("eager vs fused",
@@ -188,6 +188,15 @@ def test_fused_divergence_smoke(tmp_path):
     assert all(p["first_step_alpha_rel_diff"] < 1e-5 for p in pairs.values())  # rounding level after one step
     for search in report["whole_search"].values():
         assert len(search["epochs"]) == 3 and len(search["genotype_ids"]) == 2
+
+
+@pytest.mark.parametrize("args,needle", [(["--embed-dim", "18"], "18"), (["--epochs", "0"], "epochs")])
+def test_fused_divergence_usage_errors_exit_2(args, needle, tmp_path, capsys):
+    script = load_script("experiments/fused_divergence.py", "fused_divergence_script")
+    with pytest.raises(SystemExit) as exit_info:
+        script.main([*args, "--dataset", "digits", "--out", str(tmp_path)])
+    assert exit_info.value.code == 2 and needle in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
 
 
 @pytest.mark.slow
