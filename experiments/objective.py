@@ -14,7 +14,12 @@ Candidates, each scored on the same genotypes:
 - ``supernet``: the supernet's search-val accuracy at the end of the search (the sweep's objective before this one);
 - ``params`` / ``macs``: the derived network's size (zero-cost, larger = better);
 - ``proxy_e<k>``: a short proxy retraining, the recipe compressed to k epochs on the same train half (another init
-  seed than the ground truth's), scored on the search-val half.
+  seed than the ground truth's), scored on the search-val half;
+- ``grad_norm`` / ``snip``: zero-cost proxies of the network at init: the summed norm of the loss gradient of every
+  weight tensor, and SNIP's saliency ``sum |theta * dL/dtheta|`` (the two zero-cost proxies of Abdelfattah et al.,
+  ICLR 2021, that apply to any network; NASWOT needs a ReLU-like activation in every network, which genotypes
+  without an MLP edge lack). Each is the mean over 8 draws (an init seed, none of them a ground truth's, and a batch
+  of 128 images of the train half); the JSON also gives the tau range of single draws.
 
 For each: Kendall's tau against the ground truth, the top-1 regret (ground truth of the best genotype minus that of
 the one the candidate ranks first) and its cost in CPU-seconds per scored genotype, against the mean over the truth
@@ -34,14 +39,22 @@ import time
 import common
 import matplotlib.pyplot as plt
 import pandas as pd
+import torch
+import torch.nn.functional as F
 from scipy.stats import kendalltau
 
 from dasvit.config import RetrainConfig
+from dasvit.data import make_loader, search_splits
+from dasvit.model import build_model
 from dasvit.platform.config import SweepConfig
 from dasvit.quick_exit import freeze_heap_at_exit
 
 TRUTH_SPLIT_SEED = 0  # one search split for every genotype, so that their scores are comparable
 PROXY_INIT_SEED = 1  # not a ground truth's init: a proxy must not win by sharing it
+ZERO_COST = ("grad_norm", "snip")
+ZERO_COST_BATCH = 128
+ZERO_COST_SEEDS = (PROXY_INIT_SEED, 4, 5, 6, 7, 8, 9, 10)  # one draw each: the batch's order and the init
+PROXY_INITS = tuple(sorted({PROXY_INIT_SEED, *ZERO_COST_SEEDS}))  # a ground truth shares none of them
 
 
 def parse_args(argv: list[str] | None):
@@ -53,16 +66,16 @@ def parse_args(argv: list[str] | None):
                         help="comma-separated proxy_e<k> candidates: k epochs, or k/b for k epochs at batch size b")
     parser.add_argument("--truth-epochs", type=int, default=RetrainConfig.epochs)
     parser.add_argument("--truth-seeds", default="0,2,3",
-                        help=f"comma-separated init seeds of the ground-truth retrainings, averaged (not the proxy's "
-                             f"{PROXY_INIT_SEED})")
+                        help=f"comma-separated init seeds of the ground-truth retrainings, averaged (none of the "
+                             f"proxies' {', '.join(map(str, PROXY_INITS))})")
     args = parser.parse_args(argv)
     try:
         args.truth_seeds = [int(s) for s in args.truth_seeds.split(",")]
     except ValueError:
         parser.error(f"--truth-seeds {args.truth_seeds!r}: comma-separated integers, e.g. 0,2")
-    if PROXY_INIT_SEED in args.truth_seeds or len(set(args.truth_seeds)) != len(args.truth_seeds):
-        parser.error(f"--truth-seeds {','.join(map(str, args.truth_seeds))}: distinct seeds, none of them the "
-                     f"proxy's init seed {PROXY_INIT_SEED}")
+    if set(PROXY_INITS) & set(args.truth_seeds) or len(set(args.truth_seeds)) != len(args.truth_seeds):
+        parser.error(f"--truth-seeds {','.join(map(str, args.truth_seeds))}: distinct seeds, none of them a "
+                     f"proxy's init seed {', '.join(map(str, PROXY_INITS))}")
     args.proxies = [tuple(int(x) for x in (spec.split("/") + [str(RetrainConfig.batch_size)])[:2])
                     for spec in args.proxy_epochs.split(",")]
     if min(min(p) for p in args.proxies) < 1 or args.truth_epochs < 1:
@@ -78,6 +91,26 @@ def genotype_key(genotype) -> str:
     """The network a genotype builds: its live edges only (an edge whose output nobody reads changes nothing)."""
     live = [[(e.source, e.target, e.op) for e in block.live_edges()] for block in genotype.blocks]
     return common.config_key(live, genotype.embed_dim, genotype.patch_size, genotype.head)
+
+
+def zero_cost(genotype, batches: list[tuple[torch.Tensor, torch.Tensor]], data) -> dict[str, float]:
+    """``grad_norm`` and ``snip`` of ``genotype``'s network at init, one draw per seed of ``ZERO_COST_SEEDS`` (its own
+    init and its own batch), each as ``<name>_draw<i>`` and as the mean over the draws, with the seconds they took."""
+    start = time.perf_counter()
+    scores: dict[str, float] = {}
+    for draw, (seed, (images, labels)) in enumerate(zip(ZERO_COST_SEEDS, batches)):
+        torch.manual_seed(seed)
+        model = build_model(genotype, images.shape[-1], data.in_chans, data.num_classes)
+        F.cross_entropy(model(images), labels).backward()
+        weights = [w for w in model.parameters() if w.grad is not None]
+        with torch.no_grad():
+            scores[f"grad_norm_draw{draw}"] = float(sum(w.grad.norm() for w in weights))
+            scores[f"snip_draw{draw}"] = float(sum((w * w.grad).abs().sum() for w in weights))
+    seconds = time.perf_counter() - start
+    for name in ZERO_COST:
+        scores[name] = sum(scores[f"{name}_draw{d}"] for d in range(len(ZERO_COST_SEEDS))) / len(ZERO_COST_SEEDS)
+        scores[f"{name}_s"] = seconds
+    return scores
 
 
 def searched_genotypes(exp: common.Experiment, args, plan: common.Budget) -> pd.DataFrame:
@@ -101,10 +134,13 @@ def searched_genotypes(exp: common.Experiment, args, plan: common.Budget) -> pd.
 
 
 def score(exp: common.Experiment, args, plan: common.Budget, table: pd.DataFrame) -> pd.DataFrame:
+    data = exp.data(plan.search.data.dataset)
+    train, _ = search_splits(data, plan.search.data.resolved_image_size, TRUTH_SPLIT_SEED)
+    batches = [next(iter(make_loader(train, ZERO_COST_BATCH, shuffle=True, seed=seed))) for seed in ZERO_COST_SEEDS]
     rows = []
     for n, row in enumerate(table.itertuples()):
         record = {"genotype_id": row.genotype_id, "searches": row.searches, "supernet": row.supernet,
-                  "supernet_s": 0.0}
+                  "supernet_s": 0.0, **zero_cost(row.genotype, batches, data)}
         for k, batch in args.proxies:
             config = RetrainConfig(data=plan.retrain.data, epochs=1 if args.smoke else k, batch_size=batch,
                                    seed=PROXY_INIT_SEED)
@@ -143,6 +179,9 @@ def compare(scores: pd.DataFrame, candidates: list[str], default: str, truth_see
                "regret": float(truth.max() - picked["truth_val_acc"]),
                "tau_single": float(kendalltau(scores[name], single)[0]),
                "seconds": float(scores[f"{name}_s"].mean()), "n": len(scores), "default": name == default}
+        if name in ZERO_COST:  # how much one draw (one init, one batch) alone would have ranked differently
+            draws = [kendalltau(scores[f"{name}_draw{d}"], truth)[0] for d in range(len(ZERO_COST_SEEDS))]
+            row.update(tau_one_draw_min=float(min(draws)), tau_one_draw_max=float(max(draws)))
         if name == "truth_repeat":  # compared with the first seed only: the mean contains the candidate itself
             row.update(tau=math.nan, p_value=math.nan, regret=float(single.max() - single[scores[name].idxmax()]))
         rows.append(row)
@@ -159,7 +198,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     args = parse_args(argv)
     plan = common.budget(args.smoke)
     default = default_candidate()
-    candidates = ["supernet", "params", "macs"] + [proxy_name(k, b) for k, b in args.proxies]
+    candidates = ["supernet", "params", "macs", *ZERO_COST] + [proxy_name(k, b) for k, b in args.proxies]
     with common.Experiment("objective", args) as exp:
         scores = score(exp, args, plan, searched_genotypes(exp, args, plan))
         summary = compare(scores, candidates, default, args.truth_seeds)

@@ -210,6 +210,8 @@ def _objective_label(name: str, default: str) -> str:
         label = f"`proxy`, {match[1]} epochs" + (f" at batch {match[2]}" if match[2] else "")
     elif name == "truth_repeat":
         label = "another full retraining (other init seed)"
+    elif name in ("grad_norm", "snip"):
+        label = f"`{name}` (zero-cost, at init)"
     else:
         label = f"`{name}`"
     return label + (" (default)" if name == default else "")

@@ -13,9 +13,11 @@ from types import SimpleNamespace
 
 import pandas as pd
 import pytest
+import torch
 import yaml
 from sweep_runs import TINY
 
+from dasvit.genotype import BlockGenotype, Edge, Genotype, InputSpec
 from dasvit.metrics import count_macs
 from dasvit.model import build_model
 from dasvit.platform import tracking
@@ -140,7 +142,8 @@ def test_benchmark_usage_errors_exit_2(script, args, needle, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args,needle", [
-    (["--truth-seeds", "0,1"], "--truth-seeds 0,1: distinct seeds, none of them the proxy's init seed 1"),
+    (["--truth-seeds", "0,1"], "--truth-seeds 0,1: distinct seeds, none of them a proxy's init seed 1, 4, 5"),
+    (["--truth-seeds", "0,5"], "--truth-seeds 0,5: distinct seeds, none of them a proxy's init seed 1, 4, 5"),
     (["--truth-seeds", "0,0"], "--truth-seeds 0,0: distinct seeds"),
     (["--truth-seeds", "0,two"], "--truth-seeds '0,two': comma-separated integers"),
     (["--proxy-epochs", "0,4"], "--proxy-epochs (0,4) and --truth-epochs (50) must be >= 1"),
@@ -151,6 +154,27 @@ def test_objective_study_usage_errors_exit_2(args, needle, monkeypatch, capsys):
     with pytest.raises(SystemExit) as exit_info:
         study.parse_args(args)
     assert exit_info.value.code == 2 and needle in capsys.readouterr().err
+
+
+def test_zero_cost_scores_are_fixed_by_the_network_and_batch_alone(monkeypatch, digits):
+    """The zero-cost candidates of the objective study seed each draw's init: the caller's random state and an
+    earlier call change nothing, another batch changes the score, and the score is the mean of its draws."""
+    monkeypatch.syspath_prepend(str(REPO / "experiments"))
+    study = load_script("experiments/objective.py", "objective_zero_cost")
+    block = BlockGenotype(2, (Edge(0, 1, "attn_h2"), Edge(1, 2, "mlp_r2")))
+    genotype = Genotype(embed_dim=16, patch_size=4, input=InputSpec(8, 1, 10), blocks=(block, block))
+    images, labels = torch.rand(16, 1, 8, 8, generator=torch.Generator().manual_seed(0)), torch.arange(16) % 10
+    draws = len(study.ZERO_COST_SEEDS)
+    first = study.zero_cost(genotype, [(images, labels)] * draws, digits)
+    torch.manual_seed(123)
+    again = study.zero_cost(genotype, [(images, labels)] * draws, digits)
+    other = study.zero_cost(genotype, [(images.flip(-1), labels)] * draws, digits)
+    scores = [k for k in first if not k.endswith("_s")]
+    assert {k: first[k] for k in scores} == {k: again[k] for k in scores}
+    assert first["snip"] > 0 and first["grad_norm"] > 0 and other["snip"] != first["snip"]
+    # the draws differ by their init, and the score is their mean
+    assert len({first[f"snip_draw{d}"] for d in range(draws)}) == draws
+    assert first["snip"] == pytest.approx(sum(first[f"snip_draw{d}"] for d in range(draws)) / draws)
 
 
 def test_random_search_draws_sized_networks_within_the_budget(monkeypatch, tmp_path):
