@@ -307,6 +307,24 @@ def test_width_and_depth_ranges_reach_optuna_as_integer_grids():
     assert trial.embed_dim == 48 and [s.depth for s in trial.stages] == [2, 3, 6]
 
 
+def test_startup_trials_are_random_draws_and_tpe_models_the_rest():
+    """The sweep's sampler proposes its first ``startup_trials`` points as seeded random search does, and its own
+    (TPE's) after them: with the default 10, a 4-trial sweep is a random search over the space."""
+    import optuna
+
+    def proposals(sampler: optuna.samplers.BaseSampler, n: int) -> list[float]:
+        study = optuna.create_study(sampler=sampler)
+        study.optimize(lambda trial: -(trial.suggest_float("keep_ratio", 0.25, 0.6) - 0.3) ** 2, n_trials=n)
+        return [t.params["keep_ratio"] for t in study.trials]
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    base = SweepConfig.load().to_dict()
+    random = proposals(optuna.samplers.RandomSampler(seed=base["seed"]), 4)
+    assert proposals(sweep_run.make_sampler(SweepConfig.from_dict(base)), 4) == random
+    modelled = proposals(sweep_run.make_sampler(SweepConfig.from_dict({**base, "startup_trials": 2})), 4)
+    assert modelled[:2] == random[:2] and modelled[2:] != random[2:]
+
+
 @pytest.mark.parametrize("uri", ["sqlite:////nonexistent-dir/for/mlflow.db", "http://127.0.0.1:9"])
 def test_unreachable_tracking_store_fails_fast(uri, tmp_path, capsys):
     assert main(["--config", TINY, "--workdir", str(tmp_path), "--tracking-uri", uri, "--address", "local"]) == 2
@@ -344,6 +362,7 @@ BAD_SWEEP_INPUT = [
     ({"num_trails": 3}, [], "unknown sweep config key(s): 'num_trails'"),
     ({"search": {"keep_raito": 0.3}}, [], "unknown search config key(s): 'keep_raito'"),
     ({}, ["--num-trials", "0"], "num_trials must be an integer >= 1, got 0"),
+    ({"startup_trials": 0}, [], "startup_trials must be an integer >= 1, got 0"),
     ({}, ["--objective", "val_loss"], "objective 'val_loss' is not one of params, proxy, supernet"),
     ({"proxy_epochs": 0}, [], "proxy_epochs must be an integer >= 1, got 0"),
     ({}, ["--max-macs", "0"], "max_macs 0 must be a positive integer"),

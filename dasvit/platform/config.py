@@ -78,6 +78,7 @@ class RetrainJobConfig:
 class SweepConfig:
     experiment: str = "dasvit-sweep"
     num_trials: int = 4
+    startup_trials: int = 10  # Optuna's random proposals before TPE models the space (TPESampler.n_startup_trials)
     max_concurrent_trials: int = 1
     workers_per_trial: int = 2
     cpus_per_worker: float = 1
@@ -133,7 +134,7 @@ class SweepConfig:
         return trial_search_config(self.base_search(), tuned)
 
     def validate(self) -> SweepConfig:
-        for name in ("num_trials", "max_concurrent_trials", "workers_per_trial", "max_failures"):
+        for name in ("num_trials", "startup_trials", "max_concurrent_trials", "workers_per_trial", "max_failures"):
             value, low = getattr(self, name), 0 if name == "max_failures" else 1
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")

@@ -61,7 +61,7 @@ def make_tuner(config: SweepConfig, name: str, storage_path: str, study_path: Pa
     study_storage = optuna.storages.RDBStorage(f"sqlite:///{study_path}")
     searcher = OptunaSearch(
         metric=metrics if len(metrics) > 1 else metrics[0], mode=modes if len(modes) > 1 else modes[0],
-        sampler=optuna.samplers.TPESampler(seed=config.seed), study_name=name, storage=study_storage,
+        sampler=make_sampler(config), study_name=name, storage=study_storage,
     )
     return tune.Tuner(
         trainable(setup, data),
@@ -70,6 +70,12 @@ def make_tuner(config: SweepConfig, name: str, storage_path: str, study_path: Pa
                                     max_concurrent_trials=config.max_concurrent_trials),
         run_config=tune.RunConfig(name=name, storage_path=storage_path, verbose=1),
     )
+
+
+def make_sampler(config: SweepConfig) -> optuna.samplers.TPESampler:
+    """Seeded TPE: its first ``startup_trials`` proposals are random draws, the rest model the trials so far (a sweep
+    of fewer trials than that is a random search over the space)."""
+    return optuna.samplers.TPESampler(seed=config.seed, n_startup_trials=config.startup_trials)
 
 
 def make_scheduler(config: SweepConfig) -> ASHAScheduler:
