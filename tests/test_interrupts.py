@@ -103,7 +103,7 @@ def test_ctrl_c_sigkill_and_sigterm_each_resume_and_the_sweep_ends_exactly_on_a_
         assert_cleanly_interrupted(tmp_path, uri)
         before = {r.info.run_id for r in searches()}
 
-        # 4. --resume finishes it, and again changes nothing
+        # 4. --resume finishes it
         resumed = subprocess.run(resume, check=False, capture_output=True, text=True, timeout=420)
         assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
         runs = experiment_runs(tmp_path, NAME, tracking_uri=uri)
