@@ -1,5 +1,5 @@
-"""Fault injection on real sweeps (each its own local Ray, started by ``experiments/sweep.py --address local``):
-a Ray Train worker killed mid-search, a trial that raises; plus crash-safe writes under SIGKILL. Interrupts of the
+"""Fault injection on a real sweep (its own local Ray, started by ``experiments/sweep.py --address local``): a
+trial that raises, a Ray Train worker killed mid-search; plus crash-safe writes under SIGKILL. Interrupts of the
 sweep driver (Ctrl-C, SIGTERM) are in ``test_interrupts.py``."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -19,21 +20,32 @@ from dasvit.platform.trial_worker import FAULT_ENV, FAULT_ONCE_ENV
 
 
 @pytest.mark.slow
-def test_killed_worker_resumes_from_its_checkpoint_with_the_same_genotype(tmp_path):
-    """SIGKILL rank 0 right after it reported global epoch 1 (of 4) with its checkpoint: Ray Train restarts the
-    group from the last registered checkpoint, no finished epoch is lost, and the genotype equals that of its twin:
-    the sweep's other trial, which one-point tune ranges give the same config, and which runs uninterrupted."""
+def test_a_raising_trial_ends_failed_and_a_killed_worker_resumes_with_the_same_genotype(tmp_path):
+    """Three trials of one config (one-point tune ranges), one after another, with up to one restart each:
+
+    - the first raises after global epoch 1, and again after its restart: its run ends FAILED with the error
+      recorded, and the sweep's table and summary list the failure;
+    - the second has rank 0 SIGKILLed right after it reported global epoch 2 (of 4) with its checkpoint: Ray Train
+      restarts the group from the last registered checkpoint, no finished epoch is lost, and the genotype equals
+      that of its twin, the third trial, which runs uninterrupted."""
     one_point = {name: {"low": 0.5, "high": 0.5} for name in ("fairness_lambda", "keep_ratio")}
-    config = {**TINY, "num_trials": 2, "max_failures": 1, "retrain": {"top_k": 0}, "tune": one_point,
-              "asha": {"grace_period": 4, "reduction_factor": 2},  # no early stopping: both trials run 4 epochs
+    config = {**TINY, "num_trials": 3, "max_failures": 1, "retrain": {"top_k": 0}, "tune": one_point,
+              "asha": {"grace_period": 4, "reduction_factor": 2},  # no early stopping: every trial runs 4 epochs
               "search": {**TINY["search"], "stages": [{"depth": 1, "epochs": 2}, {"depth": 2, "epochs": 2, "ops": 2}]}}
     once = tmp_path / "fault-fired"
-    run_sweep(tmp_path, "killed", config, {FAULT_ENV: "kill@1", FAULT_ONCE_ENV: str(once)})
-    assert once.exists()  # the worker really was killed
+    done = run_sweep(tmp_path, "faults", config, {FAULT_ENV: "raise@1,raise@2,kill@2", FAULT_ONCE_ENV: str(once)})
+    assert all(Path(f"{once}.{i}").exists() for i in range(3))  # every fault really fired
+    assert "1 trial(s) failed" in done.stdout
+    assert "Ray dashboard: http://127.0.0.1:" in done.stdout  # served on loopback only
 
     client = tracking.client_for(tracking.default_tracking_uri(tmp_path))
-    killed, twin = sorted(experiment_runs(tmp_path, "killed", "search"), key=lambda r: r.info.start_time)
-    assert killed.data.params == twin.data.params  # the same config: the first trial is the one killed
+    failed, killed, twin = sorted(experiment_runs(tmp_path, "faults", "search"), key=lambda r: r.info.start_time)
+    assert failed.info.status == "FAILED" and "injected failure at epoch 2" in failed.data.tags["error"]
+    (table,) = tmp_path.glob("ray_results/faults-results.csv")
+    statuses = pd.read_csv(table).set_index("search_run_id")["status"]
+    assert statuses[failed.info.run_id] == "error" and sorted(statuses) == ["error", "finished", "finished"]
+
+    assert killed.data.params == twin.data.params  # the same config
     assert {r.info.status for r in (killed, twin)} == {"FINISHED"} and "error" not in killed.data.tags
     history = client.get_metric_history(killed.info.run_id, "val_acc")
     # Every epoch is there. Ray Train registers a reported checkpoint asynchronously, so the epoch whose
@@ -47,26 +59,6 @@ def test_killed_worker_resumes_from_its_checkpoint_with_the_same_genotype(tmp_pa
     genotypes = [tracking.load_genotype_artifact(client, run.info.run_id) for run in (killed, twin)]
     assert genotypes[0] == genotypes[1]
     assert killed.data.metrics["val_acc"] == twin.data.metrics["val_acc"]
-
-
-@pytest.mark.slow
-def test_raising_trial_ends_failed_and_the_others_finish(tmp_path):
-    """The first trial raises after its first epoch (no retries): its run ends FAILED with the error recorded, the
-    second trial finishes, and the sweep's table and summary list the failure."""
-    config = {**TINY, "max_failures": 0, "retrain": {"top_k": 0}, "asha": {"grace_period": 2, "reduction_factor": 2}}
-    done = run_sweep(tmp_path, "raising", config,
-                     {FAULT_ENV: "raise@0", FAULT_ONCE_ENV: str(tmp_path / "fault-fired")})
-    assert "1 trial(s) failed" in done.stdout
-    assert "Ray dashboard: http://127.0.0.1:" in done.stdout  # served on loopback only
-
-    runs = experiment_runs(tmp_path, "raising", "search")
-    assert sorted(r.info.status for r in runs) == ["FAILED", "FINISHED"]
-    failed = next(r for r in runs if r.info.status == "FAILED")
-    assert "injected failure at epoch 0" in failed.data.tags["error"]
-    (table,) = tmp_path.glob("ray_results/raising-results.csv")
-    statuses = pd.read_csv(table).set_index("search_run_id")["status"]
-    assert statuses[failed.info.run_id] == "error"
-    assert sorted(statuses) == ["error", "finished"]
 
 
 WRITER = """

@@ -34,27 +34,30 @@ from dasvit.search import SearchRun
 
 STATE_FILE = "search_state.pt"
 RUN_FILE = "mlflow_run.json"
-FAULT_ENV = "DASVIT_TEST_FAULT"  # tests only: "raise@<epoch>" or "kill@<epoch>" (global epoch, after its checkpoint)
-FAULT_ONCE_ENV = "DASVIT_TEST_FAULT_ONCE"  # tests only: a path; the fault fires only while it does not exist
+# tests only: "raise@<epoch>" or "kill@<epoch>" (global epoch, after its checkpoint), several comma-separated
+FAULT_ENV = "DASVIT_TEST_FAULT"
+FAULT_ONCE_ENV = "DASVIT_TEST_FAULT_ONCE"  # tests only: a path; fault i fires only while <path>.<i> does not exist
 
 
 def _maybe_inject_fault(epoch: int) -> None:
-    """Fault injection for the reliability tests; inert unless ``DASVIT_TEST_FAULT`` is set."""
+    """Fault injection for the reliability tests; inert unless ``DASVIT_TEST_FAULT`` is set. At ``epoch`` the first
+    listed fault for it that is not spent fires, so that one sweep can fail its trials one after another."""
     spec = os.environ.get(FAULT_ENV)
     if not spec:
         return
-    kind, _, at = spec.partition("@")
-    if epoch != int(at):
-        return
     once = os.environ.get(FAULT_ONCE_ENV)
-    if once:
-        try:
-            Path(once).touch(exist_ok=False)
-        except FileExistsError:
-            return
-    if kind == "kill":
-        os.kill(os.getpid(), signal.SIGKILL)
-    raise RuntimeError(f"injected failure at epoch {epoch} ({FAULT_ENV}={spec})")
+    for index, fault in enumerate(spec.split(",")):
+        kind, _, at = fault.partition("@")
+        if epoch != int(at):
+            continue
+        if once:
+            try:
+                Path(f"{once}.{index}").touch(exist_ok=False)
+            except FileExistsError:
+                continue
+        if kind == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        raise RuntimeError(f"injected failure at epoch {epoch} ({FAULT_ENV}={fault})")
 
 
 def genotype_size(run: SearchRun) -> tuple[int, int]:
