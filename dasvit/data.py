@@ -20,13 +20,16 @@ import numpy as np
 import torch
 from filelock import FileLock
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
-from torchvision import datasets
-from torchvision.transforms import v2
 
 from dasvit.vocabulary import DATASETS, DEFAULTS, DataError
 
 if TYPE_CHECKING:
+    from torchvision.transforms import v2
+
     from dasvit.config import DataConfig
+
+# torchvision is imported where transforms or its data sets are built, not at module level: it pulls in
+# torch._dynamo (about 1.5 s), and a sweep's driver only loads the built-in sets, which need none of it.
 
 _HOLDOUT_FRACTION = 0.2
 _IMAGENET_MEAN, _IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -119,6 +122,8 @@ def _require_root(name: str, root: str | Path | None) -> Path:
 
 
 def _to_tensor_transform(resize: int | None = None) -> v2.Compose:
+    from torchvision.transforms import v2
+
     steps = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
     if resize is not None:
         steps.insert(0, v2.Resize((resize, resize)))
@@ -126,6 +131,8 @@ def _to_tensor_transform(resize: int | None = None) -> v2.Compose:
 
 
 def _load_cifar(name: str, root: Path, download: bool) -> ImageData:
+    from torchvision import datasets
+
     cls = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
     try:
         with FileLock(str(root / f".{name}.lock")):  # data-parallel workers on one node download it once
@@ -142,6 +149,8 @@ def _load_cifar(name: str, root: Path, download: bool) -> ImageData:
 
 
 def _load_imagefolder(root: Path, image_size: int) -> ImageData:
+    from torchvision import datasets
+
     transform = _to_tensor_transform(resize=image_size)
     try:
         if (root / "train").is_dir() and (root / "val").is_dir():
@@ -178,6 +187,8 @@ def load_data(config: DataConfig) -> ImageData:
 
 def build_transforms(data: ImageData, image_size: int, augment: bool) -> v2.Compose:
     """Standard augmentation: pad-and-crop (+ horizontal flip where labels allow it), then normalisation."""
+    from torchvision.transforms import v2
+
     steps: list[v2.Transform] = []
     if image_size != data.native_size:
         steps.append(v2.Resize((image_size, image_size), antialias=True))

@@ -18,7 +18,6 @@ from typing import Any
 import torch
 from PIL import Image
 from torch import nn
-from torchvision.transforms import v2
 
 from dasvit.genotype import Genotype, GenotypeError, load_genotype
 from dasvit.io import ModelError, atomic_write_bytes, atomic_write_text
@@ -58,6 +57,8 @@ class Preprocess:
     the training channels (grayscale or RGB), resized to the training size, scaled to [0, 1] and normalised."""
 
     def __init__(self, card: ModelCard):
+        from torchvision.transforms import v2  # here, not at import: see dasvit.data
+
         self.mode = "L" if card.in_chans == 1 else "RGB"
         self.normalise = v2.Compose([v2.Resize((card.image_size, card.image_size), antialias=True),
                                      v2.Normalize(card.mean, card.std)])
@@ -68,6 +69,8 @@ class Preprocess:
         else:
             with Image.open(image) as file:  # OSError (e.g. PIL.UnidentifiedImageError) when unreadable
                 image = file.convert(self.mode)
+        from torchvision.transforms import v2
+
         pixels = v2.functional.to_dtype(v2.functional.to_image(image), torch.float32, scale=True)
         return self.from_pixels(pixels)
 

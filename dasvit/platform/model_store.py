@@ -25,7 +25,6 @@ with warnings.catch_warnings():  # its import warns about the type hints of MLfl
     import mlflow.pyfunc
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
-from torchvision.transforms import v2
 
 from dasvit.data import ImageData
 from dasvit.io import ModelError
@@ -63,6 +62,8 @@ def _requirements() -> list[str]:
 
 def example_pixels(data: ImageData, image_size: int, count: int = 4) -> np.ndarray:
     """The first ``count`` test images as the model takes them: pixels in [0, 1] at the trained size."""
+    from torchvision.transforms import v2  # here, not at import: see dasvit.data
+
     pixels = torch.stack([data.test[i][0] for i in range(min(count, len(data.test)))])
     return v2.functional.resize(pixels, [image_size, image_size], antialias=True).numpy()
 
