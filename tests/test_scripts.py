@@ -193,6 +193,17 @@ def test_random_search_draws_sized_networks_within_the_budget(monkeypatch, tmp_p
     assert all(count_macs(build_model(g), 8, 1) <= budget for g in trained)
 
 
+def test_the_sweeps_pick_in_the_comparison_is_by_objective_never_by_test_accuracy(monkeypatch):
+    """``sweep_vs_baselines`` credits the sweep with what it hands back: among the retrained trials, the one the
+    objective ranks first, even when another retrained trial tests better; trials that were not retrained never
+    count."""
+    monkeypatch.syspath_prepend(str(REPO / "experiments"))
+    module = load_script("experiments/sweep_vs_baselines.py", "sweep_vs_baselines_pick")
+    table = pd.DataFrame({"trial_id": ["a", "b", "c"], "objective": [90_000, 40_000, 120_000],
+                          "test_acc": [0.97, 0.98, float("nan")]})
+    assert module.sweep_pick(table)["trial_id"] == "a"
+
+
 @pytest.mark.slow
 def test_scaling_benchmark_smoke(tmp_path):
     run_script("benchmarks/scaling.py", "--dataset", "digits", "--steps", "2", "--warmup", "1", "--out", str(tmp_path),
