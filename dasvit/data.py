@@ -121,7 +121,8 @@ def _require_root(name: str, root: str | Path | None) -> Path:
     return path
 
 
-def _to_tensor_transform(resize: int | None = None) -> v2.Compose:
+def to_tensor_transform(resize: int | None = None) -> v2.Compose:
+    """An image (PIL or array) -> float pixels in [0, 1], (C, H, W), optionally resized: how every image enters."""
     from torchvision.transforms import v2
 
     steps = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
@@ -136,8 +137,8 @@ def _load_cifar(name: str, root: Path, download: bool) -> ImageData:
     cls = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
     try:
         with FileLock(str(root / f".{name}.lock")):  # data-parallel workers on one node download it once
-            train = cls(str(root), train=True, download=download, transform=_to_tensor_transform())
-            test = cls(str(root), train=False, download=download, transform=_to_tensor_transform())
+            train = cls(str(root), train=True, download=download, transform=to_tensor_transform())
+            test = cls(str(root), train=False, download=download, transform=to_tensor_transform())
     except (RuntimeError, OSError, EOFError, ValueError) as err:
         hint = "" if download else " (pass --download to fetch it)"
         raise DataError(f"{name} not found or corrupt under {str(root)!r}: {err}{hint}") from None
@@ -151,7 +152,7 @@ def _load_cifar(name: str, root: Path, download: bool) -> ImageData:
 def _load_imagefolder(root: Path, image_size: int) -> ImageData:
     from torchvision import datasets
 
-    transform = _to_tensor_transform(resize=image_size)
+    transform = to_tensor_transform(resize=image_size)
     try:
         if (root / "train").is_dir() and (root / "val").is_dir():
             train = datasets.ImageFolder(str(root / "train"), transform=transform)

@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from dasvit.data import to_tensor_transform
 from dasvit.genotype import Genotype, GenotypeError, load_genotype
 from dasvit.io import ModelError, atomic_write_bytes, atomic_write_text
 from dasvit.model import build_model
@@ -60,6 +61,7 @@ class Preprocess:
         from torchvision.transforms import v2  # here, not at import: see dasvit.data
 
         self.mode = "L" if card.in_chans == 1 else "RGB"
+        self.to_pixels = to_tensor_transform()
         self.normalise = v2.Compose([v2.Resize((card.image_size, card.image_size), antialias=True),
                                      v2.Normalize(card.mean, card.std)])
 
@@ -69,10 +71,7 @@ class Preprocess:
         else:
             with Image.open(image) as file:  # OSError (e.g. PIL.UnidentifiedImageError) when unreadable
                 image = file.convert(self.mode)
-        from torchvision.transforms import v2
-
-        pixels = v2.functional.to_dtype(v2.functional.to_image(image), torch.float32, scale=True)
-        return self.from_pixels(pixels)
+        return self.from_pixels(self.to_pixels(image))
 
     def from_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
         """Pixels in [0, 1], (C, H, W) or (N, C, H, W) at any size -> the network's input."""
