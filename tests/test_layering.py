@@ -13,13 +13,17 @@ PLATFORM_MODULES = ("ray", "mlflow", "optuna")
 CORE_MODULES = ["dasvit.search", "dasvit.cli", "dasvit.retrain", "dasvit.saved_model", "dasvit.export"]
 
 
+def printed_by(code: str):
+    """What ``code``, run in a fresh interpreter (so that only its own imports are loaded), prints as JSON."""
+    done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout)
+
+
 @pytest.mark.parametrize("module", CORE_MODULES)
 def test_core_modules_load_no_platform_dependency(module):
     loaded = f"sorted(m for m in sys.modules if m.split('.')[0] in {PLATFORM_MODULES!r})"
-    code = f"import json, sys, {module}; print(json.dumps({loaded}))"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == []
+    assert printed_by(f"import json, sys, {module}; print(json.dumps({loaded}))") == []
 
 
 def test_a_trials_driver_loads_neither_torchvision_nor_the_search_core():
@@ -28,11 +32,8 @@ def test_a_trials_driver_loads_neither_torchvision_nor_the_search_core():
     unopened ``DataHandle``), nor matplotlib, which only the workers draw with (0.36 s)."""
     workers_only = ("torchvision", "dasvit.search", "dasvit.data", "dasvit.platform.trial_worker", "matplotlib",
                     "dasvit.plots")
-    code = (f"import json, sys, dasvit.platform.trial; "
-            f"print(json.dumps(sorted(m for m in {workers_only!r} if m in sys.modules)))")
-    done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert json.loads(done.stdout) == []
+    assert printed_by(f"import json, sys, dasvit.platform.trial; "
+                      f"print(json.dumps(sorted(m for m in {workers_only!r} if m in sys.modules)))") == []
 
 
 def test_the_sweeps_driver_loads_a_built_in_data_set_without_torchvision():
@@ -43,9 +44,7 @@ def test_the_sweeps_driver_loads_a_built_in_data_set_without_torchvision():
             "from dasvit.data import load_data\n"
             "load_data(DataConfig('digits'))\n"
             "print(json.dumps('torchvision' in sys.modules))")
-    done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert json.loads(done.stdout) is False
+    assert printed_by(code) is False
 
 
 def test_loading_a_model_folder_needs_no_platform_dependency(tmp_path):
@@ -59,9 +58,7 @@ def test_loading_a_model_folder_needs_no_platform_dependency(tmp_path):
             "(0.5,) * 3, tuple('abcdefghij'), 0.0, 0, 0, 'x', 0))\n"
             f"dasvit.load({str(tmp_path)!r})\n"
             f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {PLATFORM_MODULES!r})))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert json.loads(done.stdout) == []
+    assert printed_by(code) == []
 
 
 def _import_graph() -> dict[str, set[str]]:
