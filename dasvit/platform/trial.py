@@ -77,7 +77,9 @@ def search_trial(tuned: dict[str, Any], *, setup: TrialSetup, data: DataHandle) 
     except Exception as err:  # the worker group failed for good (retries exhausted): the run must not stay RUNNING
         client = tracking.client_for(setup.tracking_uri)
         run_id = tracking.find_trial_run(client, setup.experiment_id, setup.parent_run_id, trial_id)
-        if run_id is not None:
+        # Not a run the sweep has already ended: on Ctrl-C or SIGTERM the driver ends it KILLED (interrupted) while
+        # Tune tears the trial down, and fit() then raises here too; that is not the trial's failure.
+        if run_id is not None and client.get_run(run_id).info.status == "RUNNING":
             tracking.end_run(client, run_id, "FAILED", error=repr(err))
         raise
     log_teardown(setup, trial_id)
