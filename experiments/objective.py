@@ -15,6 +15,10 @@ Candidates, each scored on the same genotypes:
 - ``params`` / ``macs``: the derived network's size (zero-cost, larger = better);
 - ``proxy_e<k>``: a short proxy retraining, the recipe compressed to k epochs on the same train half (another init
   seed than the ground truth's), scored on the search-val half;
+- ``inherit_e<k>``: weight inheritance (``dasvit.inherit``): the derived network starting from the weights its ops,
+  stem and head have at the end of the search, fine-tuned with the recipe compressed to k epochs (0: not at all) on
+  the search's own train half and scored on its search-val half (the split the supernet was searched on, so no
+  image it trained on is scored); like ``supernet``, the mean over the searches that found the genotype;
 - ``grad_norm`` / ``snip``: zero-cost proxies of the network at init: the summed norm of the loss gradient of every
   weight tensor, and SNIP's saliency ``sum |theta * dL/dtheta|`` (the two zero-cost proxies of Abdelfattah et al.,
   ICLR 2021, that apply to any network; NASWOT needs a ReLU-like activation in every network, which genotypes
@@ -27,7 +31,7 @@ seeds (``tau``, ``regret``) and against the first seed's retraining alone (``tau
 default: the candidate the sweep's packaged config uses.
 
     python experiments/objective.py [--seeds 0,1,2,3,4,5,6] [--ratios 0.25,0.4,0.6] [--lambdas 0,1]
-                                    [--proxy-epochs 2,4,8,16,4/32] [--truth-seeds 0,2,3]
+                                    [--proxy-epochs 2,4,8,16,4/32] [--inherit-epochs 0,1,2] [--truth-seeds 0,2,3]
 """
 
 from __future__ import annotations
@@ -44,10 +48,14 @@ import torch.nn.functional as F
 from scipy.stats import kendalltau
 
 from dasvit.config import RetrainConfig
-from dasvit.data import make_loader, search_splits
+from dasvit.data import make_loader, retrain_splits, search_holdout, search_splits
+from dasvit.inherit import inherit_weights
+from dasvit.metrics import evaluate
 from dasvit.model import build_model
 from dasvit.platform.config import SweepConfig
 from dasvit.quick_exit import freeze_heap_at_exit
+from dasvit.retrain import train_from_scratch
+from dasvit.search import SearchRun
 
 TRUTH_SPLIT_SEED = 0  # one search split for every genotype, so that their scores are comparable
 PROXY_INIT_SEED = 1  # not a ground truth's init: a proxy must not win by sharing it
@@ -64,6 +72,8 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--lambdas", default="0,1")
     parser.add_argument("--proxy-epochs", default="2,4,8,16,4/32",
                         help="comma-separated proxy_e<k> candidates: k epochs, or k/b for k epochs at batch size b")
+    parser.add_argument("--inherit-epochs", default="0,1,2",
+                        help="comma-separated inherit_e<k> candidates: k epochs of fine-tuning (0: none)")
     parser.add_argument("--truth-epochs", type=int, default=RetrainConfig.epochs)
     parser.add_argument("--truth-seeds", default="0,2,3",
                         help=f"comma-separated init seeds of the ground-truth retrainings, averaged (none of the "
@@ -80,6 +90,12 @@ def parse_args(argv: list[str] | None):
                     for spec in args.proxy_epochs.split(",")]
     if min(min(p) for p in args.proxies) < 1 or args.truth_epochs < 1:
         parser.error(f"--proxy-epochs ({args.proxy_epochs}) and --truth-epochs ({args.truth_epochs}) must be >= 1")
+    try:
+        args.inherit_epochs = [int(k) for k in args.inherit_epochs.split(",")]
+    except ValueError:
+        parser.error(f"--inherit-epochs {args.inherit_epochs!r}: comma-separated integers >= 0, e.g. 0,1")
+    if min(args.inherit_epochs) < 0:
+        parser.error(f"--inherit-epochs {','.join(map(str, args.inherit_epochs))}: epochs must be >= 0")
     return args
 
 
@@ -113,8 +129,22 @@ def zero_cost(genotype, batches: list[tuple[torch.Tensor, torch.Tensor]], data) 
     return scores
 
 
+def inherited(run: SearchRun, data, config: RetrainConfig) -> tuple[float, float]:
+    """Search-val accuracy of ``run``'s genotype with the supernet's weights after ``config.epochs`` epochs of
+    fine-tuning on the search's train half, and the seconds it took."""
+    start = time.perf_counter()
+    model = inherit_weights(run.model, run.genotype())
+    holdout = search_holdout(data, run.config.seed)
+    if config.epochs == 0:
+        accuracy = evaluate(model, retrain_splits(holdout, config.data.resolved_image_size)[1], run.device)[1]
+    else:
+        accuracy = train_from_scratch(model, config, holdout).test_acc
+    return accuracy, time.perf_counter() - start
+
+
 def searched_genotypes(exp: common.Experiment, args, plan: common.Budget) -> pd.DataFrame:
-    """One row per distinct genotype: the searches that found it and their mean supernet search-val accuracy."""
+    """One row per distinct genotype: the searches that found it, their mean supernet search-val accuracy and the
+    mean of each weight-inheritance candidate over them."""
     found: dict[str, dict] = {}
     for ratio in (float(r) for r in args.ratios.split(",")):
         for lam in (float(x) for x in args.lambdas.split(",")):
@@ -123,24 +153,35 @@ def searched_genotypes(exp: common.Experiment, args, plan: common.Budget) -> pd.
                 run = exp.search(plan.search.with_overrides(seed=seed, keep_ratio=ratio, fairness_lambda=lam), label)
                 genotype = run.genotype()
                 entry = found.setdefault(genotype_key(genotype), {"genotype": genotype, "searches": [], "val": [],
-                                                                  "search_s": []})
+                                                                  "search_s": [], "inherit": []})
                 entry["searches"].append(label)
                 entry["val"].append(run.history[-1].val_acc)
                 entry["search_s"].append(sum(r.seconds for r in run.history))
+                entry["inherit"].append({})
+                for k in args.inherit_epochs:
+                    config = RetrainConfig(data=plan.retrain.data, epochs=min(k, 1) if args.smoke else k,
+                                           seed=PROXY_INIT_SEED)
+                    entry["inherit"][-1][f"inherit_e{k}"], entry["inherit"][-1][f"inherit_e{k}_s"] = inherited(
+                        run, exp.data(config.data.dataset), config)
                 print(f"searched {label}: {len(found)} distinct genotypes", flush=True)
     return pd.DataFrame([{"genotype_id": key, "genotype": e["genotype"], "searches": " ".join(e["searches"]),
-                          "supernet": sum(e["val"]) / len(e["val"]), "search_s": sum(e["search_s"]) / len(e["search_s"])}
+                          "supernet": sum(e["val"]) / len(e["val"]), "search_s": sum(e["search_s"]) / len(e["search_s"]),
+                          **pd.DataFrame(e["inherit"]).mean().to_dict()}
                          for key, e in found.items()])
 
 
 def score(exp: common.Experiment, args, plan: common.Budget, table: pd.DataFrame) -> pd.DataFrame:
     data = exp.data(plan.search.data.dataset)
     train, _ = search_splits(data, plan.search.data.resolved_image_size, TRUTH_SPLIT_SEED)
-    batches = [next(iter(make_loader(train, ZERO_COST_BATCH, shuffle=True, seed=seed))) for seed in ZERO_COST_SEEDS]
+    batches = []
+    for seed in ZERO_COST_SEEDS:  # the seed fixes the batch's images and their augmentation (torch's global RNG)
+        torch.manual_seed(seed)
+        batches.append(next(iter(make_loader(train, ZERO_COST_BATCH, shuffle=True, seed=seed))))
     rows = []
     for n, row in enumerate(table.itertuples()):
         record = {"genotype_id": row.genotype_id, "searches": row.searches, "supernet": row.supernet,
-                  "supernet_s": 0.0, **zero_cost(row.genotype, batches, data)}
+                  "supernet_s": 0.0, **{k: getattr(row, k) for k in table.columns if k.startswith("inherit_e")},
+                  **zero_cost(row.genotype, batches, data)}
         for k, batch in args.proxies:
             config = RetrainConfig(data=plan.retrain.data, epochs=1 if args.smoke else k, batch_size=batch,
                                    seed=PROXY_INIT_SEED)
@@ -198,7 +239,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     args = parse_args(argv)
     plan = common.budget(args.smoke)
     default = default_candidate()
-    candidates = ["supernet", "params", "macs", *ZERO_COST] + [proxy_name(k, b) for k, b in args.proxies]
+    candidates = (["supernet", "params", "macs", *ZERO_COST] + [proxy_name(k, b) for k, b in args.proxies]
+                  + [f"inherit_e{k}" for k in args.inherit_epochs])
     with common.Experiment("objective", args) as exp:
         scores = score(exp, args, plan, searched_genotypes(exp, args, plan))
         summary = compare(scores, candidates, default, args.truth_seeds)

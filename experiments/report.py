@@ -208,6 +208,8 @@ def _objective_label(name: str, default: str) -> str:
     match = re.fullmatch(r"proxy_e(\d+)(?:_b(\d+))?", name)
     if match:
         label = f"`proxy`, {match[1]} epochs" + (f" at batch {match[2]}" if match[2] else "")
+    elif match := re.fullmatch(r"inherit_e(\d+)", name):
+        label = "weight inheritance, " + (f"{match[1]} epoch(s) of fine-tuning" if int(match[1]) else "no fine-tuning")
     elif name == "truth_repeat":
         label = "another full retraining (other init seed)"
     elif name in ("grad_norm", "snip"):

@@ -147,6 +147,8 @@ def test_benchmark_usage_errors_exit_2(script, args, needle, tmp_path, capsys):
     (["--truth-seeds", "0,0"], "--truth-seeds 0,0: distinct seeds"),
     (["--truth-seeds", "0,two"], "--truth-seeds '0,two': comma-separated integers"),
     (["--proxy-epochs", "0,4"], "--proxy-epochs (0,4) and --truth-epochs (50) must be >= 1"),
+    (["--inherit-epochs", "0,-1"], "--inherit-epochs 0,-1: epochs must be >= 0"),
+    (["--inherit-epochs", "0,one"], "--inherit-epochs '0,one': comma-separated integers"),
 ])
 def test_objective_study_usage_errors_exit_2(args, needle, monkeypatch, capsys):
     monkeypatch.syspath_prepend(str(REPO / "experiments"))  # as the script runs: its sibling modules importable
