@@ -13,52 +13,72 @@ PLATFORM_MODULES = ("ray", "mlflow", "optuna")
 CORE_MODULES = ["dasvit.search", "dasvit.cli", "dasvit.retrain", "dasvit.saved_model", "dasvit.export"]
 
 
-def printed_by(code: str):
-    """What ``code``, run in a fresh interpreter (so that only its own imports are loaded), prints as JSON."""
-    done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return json.loads(done.stdout)
+WORKERS_ONLY = ("torchvision", "dasvit.search", "dasvit.data", "dasvit.platform.trial_worker", "matplotlib",
+                "dasvit.plots")
+
+
+def fresh_interpreter_codes(model_dir: str) -> dict[str, str]:
+    """Per check, the code whose imports it inspects: each prints its finding as JSON."""
+    loaded = f"sorted(m for m in sys.modules if m.split('.')[0] in {PLATFORM_MODULES!r})"
+    return {
+        **{module: f"import json, sys, {module}; print(json.dumps({loaded}))" for module in CORE_MODULES},
+        "trial_driver": ("import json, sys, dasvit.platform.trial; "
+                         f"print(json.dumps(sorted(m for m in {WORKERS_ONLY!r} if m in sys.modules)))"),
+        "sweep_driver": ("import json, sys, dasvit.platform.sweep_run\n"
+                         "from dasvit.config import DataConfig\n"
+                         "from dasvit.data import load_data\n"
+                         "load_data(DataConfig('digits'))\n"
+                         "print(json.dumps('torchvision' in sys.modules))"),
+        "model_folder": ("import json, sys, torch, dasvit\n"
+                         "from dasvit.genotype import load_genotype\n"
+                         "from dasvit.model import build_model\n"
+                         "from dasvit.saved_model import ModelCard, save_model\n"
+                         "g = load_genotype('vit_ti16')\n"
+                         f"save_model({model_dir!r}, build_model(g, 32, 3, 10), g, ModelCard('cifar10', 32, 3, "
+                         "(0.5,) * 3, (0.5,) * 3, tuple('abcdefghij'), 0.0, 0, 0, 'x', 0))\n"
+                         f"dasvit.load({model_dir!r})\n"
+                         f"print(json.dumps({loaded}))"),
+    }
+
+
+@pytest.fixture(scope="module")
+def printed(tmp_path_factory):
+    """What each check's code prints as JSON, run in a fresh interpreter of its own (so that only its own imports
+    are loaded); all of them at once, since each interpreter spends its time importing on one core."""
+    codes = fresh_interpreter_codes(str(tmp_path_factory.mktemp("model")))
+    started = {name: subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True) for name, code in codes.items()}
+    outputs = {name: (process.communicate(timeout=180), process.returncode) for name, process in started.items()}
+
+    def result(name: str):
+        (stdout, stderr), returncode = outputs[name]
+        assert returncode == 0, stderr[-2000:]
+        return json.loads(stdout)
+
+    return result
 
 
 @pytest.mark.parametrize("module", CORE_MODULES)
-def test_core_modules_load_no_platform_dependency(module):
-    loaded = f"sorted(m for m in sys.modules if m.split('.')[0] in {PLATFORM_MODULES!r})"
-    assert printed_by(f"import json, sys, {module}; print(json.dumps({loaded}))") == []
+def test_core_modules_load_no_platform_dependency(module, printed):
+    assert printed(module) == []
 
 
-def test_a_trials_driver_loads_neither_torchvision_nor_the_search_core():
+def test_a_trials_driver_loads_neither_torchvision_nor_the_search_core(printed):
     """Every Tune trial starts a driver process that imports ``dasvit.platform.trial``: it needs Ray Train and
     MLflow, not the workers' torchvision and search core (~1.5 s per trial; the data set reaches the workers as an
     unopened ``DataHandle``), nor matplotlib, which only the workers draw with (0.36 s)."""
-    workers_only = ("torchvision", "dasvit.search", "dasvit.data", "dasvit.platform.trial_worker", "matplotlib",
-                    "dasvit.plots")
-    assert printed_by(f"import json, sys, dasvit.platform.trial; "
-                      f"print(json.dumps(sorted(m for m in {workers_only!r} if m in sys.modules)))") == []
+    assert printed("trial_driver") == []
 
 
-def test_the_sweeps_driver_loads_a_built_in_data_set_without_torchvision():
+def test_the_sweeps_driver_loads_a_built_in_data_set_without_torchvision(printed):
     """The sweep's driver loads the data set once and hands it to the trials; torchvision (its transforms and data
     set classes) is imported only where those are built, so the driver's start skips its ~1.5 s (torch._dynamo)."""
-    code = ("import json, sys, dasvit.platform.sweep_run\n"
-            "from dasvit.config import DataConfig\n"
-            "from dasvit.data import load_data\n"
-            "load_data(DataConfig('digits'))\n"
-            "print(json.dumps('torchvision' in sys.modules))")
-    assert printed_by(code) is False
+    assert printed("sweep_driver") is False
 
 
-def test_loading_a_model_folder_needs_no_platform_dependency(tmp_path):
+def test_loading_a_model_folder_needs_no_platform_dependency(printed):
     """``dasvit.load`` reaches for MLflow only for an MLflow URI: a model folder loads with the core alone."""
-    code = ("import json, sys, torch, dasvit\n"
-            "from dasvit.genotype import load_genotype\n"
-            "from dasvit.model import build_model\n"
-            "from dasvit.saved_model import ModelCard, save_model\n"
-            "g = load_genotype('vit_ti16')\n"
-            f"save_model({str(tmp_path)!r}, build_model(g, 32, 3, 10), g, ModelCard('cifar10', 32, 3, (0.5,) * 3, "
-            "(0.5,) * 3, tuple('abcdefghij'), 0.0, 0, 0, 'x', 0))\n"
-            f"dasvit.load({str(tmp_path)!r})\n"
-            f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {PLATFORM_MODULES!r})))")
-    assert printed_by(code) == []
+    assert printed("model_folder") == []
 
 
 def _import_graph() -> dict[str, set[str]]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -103,11 +102,14 @@ def test_a_non_sqlite_store_exits_2_naming_the_file(tmp_path, capsys):
 
 
 PLAN = """
-import sys, time
+import os, sys, time
+from pathlib import Path
 from dasvit.platform.sweep import build_parser, load_config
 from dasvit.platform.sweep_run import plan_sweep
-start_at = float(sys.argv[1])
-time.sleep(max(0.0, start_at - time.time()))
+barrier = Path(sys.argv[1])  # both go on together once both have imported everything
+(barrier / str(os.getpid())).touch()
+while len(list(barrier.iterdir())) < 2:
+    time.sleep(0.001)
 args = build_parser().parse_args(["--config", sys.argv[2], "--workdir", sys.argv[3]])
 plan = plan_sweep(args, load_config(args))
 print(plan.name, plan.experiment_id)
@@ -118,9 +120,9 @@ print(plan.name, plan.experiment_id)
 def test_sweeps_started_together_in_a_fresh_folder_get_their_own_names(tmp_path):
     """Both create the store (under a file lock: without it one lost the first migration and called the store
     unreachable) and claim a name in the same second: the second gets ``-2``, its own state and study."""
-    start_at = f"{time.time() + 8:.3f}"  # after both interpreters have imported everything
-    workdir = tmp_path / "fresh"
-    procs = [subprocess.Popen([sys.executable, "-c", PLAN, start_at, TINY, str(workdir)], stdout=subprocess.PIPE,
+    barrier, workdir = tmp_path / "barrier", tmp_path / "fresh"
+    barrier.mkdir()
+    procs = [subprocess.Popen([sys.executable, "-c", PLAN, str(barrier), TINY, str(workdir)], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outputs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outputs]
