@@ -45,3 +45,14 @@ def sum_over_ranks(values: list[float], device: torch.device) -> list[float]:
     tensor = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(tensor)
     return tensor.tolist()
+
+
+def identical_across_ranks(tensors: list[torch.Tensor]) -> bool:
+    """Whether every rank holds bit-identical ``tensors`` (True on one process). One all-gather of their values: a
+    check cheap enough to run every epoch on alpha, which the search keeps identical without broadcasting it."""
+    if not is_distributed():
+        return True
+    flat = torch.cat([t.detach().reshape(-1) for t in tensors])
+    gathered = [torch.empty_like(flat) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, flat)
+    return all(torch.equal(gathered[0], other) for other in gathered[1:])

@@ -19,6 +19,7 @@ from dasvit.platform import model_store, tracking
 from dasvit.platform.cluster_check import check_shared
 from dasvit.platform.local_server import ADMIN, mlflow_server
 from dasvit.platform.ray_session import RAY_ENV
+from dasvit.platform.sweep import main as sweep_main
 
 pytestmark = pytest.mark.slow
 CONFIG = {**TINY, "num_trials": 1, "retrain": {"top_k": 1, "epochs": 1}}
@@ -78,11 +79,16 @@ def test_every_run_metric_and_artifact_is_on_the_server(cluster_sweep):
     assert not (workdir / "mlflow.db").exists() and not (workdir / "mlartifacts").exists()
 
 
-def test_a_trials_two_workers_ran_on_two_nodes(cluster_sweep):
+def test_a_trials_two_workers_ran_on_two_nodes_with_the_same_alpha(cluster_sweep):
     workers = cluster_sweep.workers
     assert len(workers) == 2
     # the CPU-less head ran none; each worker node ran some
     assert {w.node_id for w in workers} == {n.node_id for n in cluster_sweep.worker_nodes}
+    client = cluster_sweep.client
+    (search,) = client.search_runs([client.get_experiment_by_name("multinode").experiment_id],
+                                   f"tags.`{tracking.KIND_TAG}` = 'search'")
+    epochs = sum(stage["epochs"] for stage in CONFIG["search"]["stages"])  # bit-identical across nodes, every epoch
+    assert [m.value for m in client.get_metric_history(search.info.run_id, "alpha_in_sync")] == [1.0] * epochs
 
 
 @pytest.mark.skipif(not os.environ.get("DASVIT_LONG_CLUSTER_TESTS"),
@@ -154,12 +160,17 @@ def auth_server(tmp_path_factory):
     ({}, "requires credentials: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"),
     ({"MLFLOW_TRACKING_USERNAME": ADMIN, "MLFLOW_TRACKING_PASSWORD": "wrong-secret"}, "rejected the credentials"),
 ])
-def test_a_server_that_wants_credentials_fails_fast_with_exit_2(auth_server, tmp_path, credentials, message):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING_")} | credentials
-    command = [*sweep_command(tmp_path, "auth", CONFIG), "--tracking-uri", auth_server.uri]
-    done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=300, env=env)
-    assert done.returncode == 2 and message in done.stderr, done.stderr[-2000:]
-    assert "wrong-secret" not in done.stdout + done.stderr and "Traceback" not in done.stderr
+def test_a_server_that_wants_credentials_fails_fast_with_exit_2(auth_server, tmp_path, credentials, message,
+                                                                 monkeypatch, capsys):
+    for name in [k for k in os.environ if k.startswith("MLFLOW_TRACKING_")]:
+        monkeypatch.delenv(name)
+    for name, value in credentials.items():
+        monkeypatch.setenv(name, value)
+    argv = sweep_command(tmp_path, "auth", CONFIG)[2:] + ["--tracking-uri", auth_server.uri]  # the sweep's own
+    assert sweep_main(argv) == 2
+    out, err = capsys.readouterr()
+    assert message in err, err[-2000:]
+    assert "wrong-secret" not in out + err and "Traceback" not in err
     assert not (tmp_path / "ray_results").exists()
 
 

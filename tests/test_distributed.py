@@ -1,4 +1,5 @@
-"""Two gloo processes run one search data-parallel: alpha and weights stay bit-identical across ranks."""
+"""Two gloo processes run one search data-parallel: alpha and weights stay bit-identical across ranks, and the
+per-epoch check of the sweep's trials (``identical_across_ranks``) says so, and says when they are not."""
 
 import pytest
 import torch
@@ -7,6 +8,7 @@ import torch.multiprocessing as mp
 
 from dasvit.config import DataConfig, SearchConfig
 from dasvit.data import load_data
+from dasvit.distributed import identical_across_ranks
 from dasvit.search import SearchRun
 from dasvit.vocabulary import StageSpec
 
@@ -19,7 +21,13 @@ def _worker(rank: int, world: int, store_path: str, out: str) -> None:
     run = SearchRun(config, load_data(DataConfig("digits")))
     run.run()
     first_batch = next(iter(run._loaders()[0]))[1]
-    torch.save({"alphas": [a.detach() for a in run.model.arch_parameters()],
+    alphas = run.model.arch_parameters()
+    in_sync = identical_across_ranks(alphas)
+    nudged = [a.detach().clone() for a in alphas]
+    if rank == 1:
+        nudged[0].view(-1)[0] = torch.nextafter(nudged[0].view(-1)[0], torch.tensor(1.0))  # one ulp, one rank
+    torch.save({"alphas": [a.detach() for a in alphas], "in_sync": in_sync,
+                "nudged_in_sync": identical_across_ranks(nudged),
                 "weights": [w.detach() for w in run.model.weight_parameters()],
                 "val_acc": run.history[-1].val_acc, "first_labels": first_batch}, f"{out}/rank{rank}.pt")
     dist.destroy_process_group()
@@ -30,6 +38,7 @@ def test_alpha_stays_bit_identical_across_two_ranks(tmp_path):
     mp.spawn(_worker, args=(2, str(tmp_path / "store"), str(tmp_path)), nprocs=2, join=True)
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2))
     assert all(torch.equal(a, b) for a, b in zip(r0["alphas"], r1["alphas"]))
+    assert r0["in_sync"] and r1["in_sync"] and not r0["nudged_in_sync"] and not r1["nudged_in_sync"]
     assert all(torch.equal(a, b) for a, b in zip(r0["weights"], r1["weights"]))
     assert any(not torch.equal(a, torch.zeros_like(a)) for a in r0["alphas"])  # alpha did move
     assert r0["val_acc"] == r1["val_acc"]  # metrics are reduced over ranks

@@ -22,6 +22,7 @@ import ray.train
 import torch
 from ray.train import Checkpoint
 
+from dasvit.distributed import identical_across_ranks
 from dasvit.epoch_record import EpochRecord
 from dasvit.io import atomic_torch_save
 from dasvit.metrics import count_macs, count_params
@@ -107,11 +108,12 @@ def search_worker(config: WorkerConfig, data_ref: ray.ObjectRef) -> None:
             run_id = tracking.trial_run(client, setup.experiment_id, setup.parent_run_id, config.trial_id,
                                         config.trial_name, config.search, setup.workers_per_trial, setup.objective)
 
-    def epoch_metrics(record: EpochRecord, params: int, macs: int) -> dict[str, Any]:
+    def epoch_metrics(record: EpochRecord, params: int, macs: int, alpha_in_sync: bool) -> dict[str, Any]:
         # the objective and the supernet's figure first: Tune's console table shows the first few metrics reported
         return {"objective": score.objective, "val_acc": record.val_acc, "stage": record.stage,
                 "epochs_done": record.global_epoch + 1, **vars(record), "proxy_val_acc": score.proxy_val_acc,
-                "genotype_params": params, "genotype_macs": macs, "mlflow_run_id": run_id or ""}
+                "genotype_params": params, "genotype_macs": macs, "alpha_in_sync": float(alpha_in_sync),
+                "mlflow_run_id": run_id or ""}
 
     def on_epoch_end(search: SearchRun, record: EpochRecord) -> None:
         with overhead.timed("genotype_size"):
@@ -119,7 +121,8 @@ def search_worker(config: WorkerConfig, data_ref: ray.ObjectRef) -> None:
         with overhead.timed("objective"):  # every rank scores (the same result on each): none waits idle for rank 0
             scored = score.update(search, record, params, macs, setup.objective, setup.proxy_epochs, setup.max_macs, data,
                                   setup.precision)
-        metrics = epoch_metrics(record, params, macs)
+        # every rank takes part: whether the workers' alpha is still bit-identical, checked, not assumed
+        metrics = epoch_metrics(record, params, macs, identical_across_ranks(search.model.arch_parameters()))
         with tempfile.TemporaryDirectory() as folder:
             checkpoint = None
             if rank == 0:
@@ -141,7 +144,8 @@ def search_worker(config: WorkerConfig, data_ref: ray.ObjectRef) -> None:
         if run.finished:  # restored after its last epoch (the sweep died before Tune saw it): report that again
             if rank == 0:
                 tracking.end_run(client, run_id, "FINISHED")
-            ray.train.report(epoch_metrics(run.history[-1], *genotype_size(run)))
+            ray.train.report(epoch_metrics(run.history[-1], *genotype_size(run),
+                                           identical_across_ranks(run.model.arch_parameters())))
         run.run(on_epoch_end=on_epoch_end)
     except BaseException as err:
         if rank == 0 and run_id is not None:
