@@ -39,6 +39,9 @@ def mlflow_server(folder: Path, admin_password: str | None = None) -> Iterator[S
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING_")}
+    # no GenAI job runner: it starts seven processes (huey consumers) that tracking never uses, and stopping them
+    # took most of the server's 5 s shutdown
+    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
     command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
                "--backend-store-uri", f"sqlite:///{folder / 'server.db'}", "--serve-artifacts",
                "--artifacts-destination", str(folder / "artifacts")]
