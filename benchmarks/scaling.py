@@ -1,10 +1,10 @@
-"""Data-parallel scaling: search-step throughput (images/s) with 1 vs 2 Ray Train workers.
+"""Data-parallel scaling: search-step throughput (images/s) with 1, 2, ... Ray Train workers.
 
 Every worker runs the default search config's bilevel step (``SearchRun.step``) on its own shard with a per-worker
 batch of 32, so 2 workers process twice the images per step; weight and alpha gradients are all-reduced (gloo).
 Each worker gets 1 CPU and 1 torch thread. For reference, one in-process search with 1 and with 2 threads.
 
-    python benchmarks/scaling.py [--steps 30] [--out benchmarks/results]
+    python benchmarks/scaling.py [--steps 30] [--workers 1,2] [--out benchmarks/results]
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import platform
 import tempfile
 import time
@@ -63,8 +64,17 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--dataset", default="mnist5k")
+    parser.add_argument("--workers", default="1,2",
+                        help="comma-separated Ray Train worker counts, 1 CPU each; 1 among them (the speed-up's base)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    cpus = os.cpu_count() or 1
+    try:
+        counts = sorted({int(w) for w in args.workers.split(",")})
+    except ValueError:
+        parser.error(f"--workers {args.workers!r}: comma-separated integers, e.g. 1,2")
+    if counts[0] != 1 or counts[-1] > cpus:
+        parser.error(f"--workers {args.workers}: must include 1 and stay within the {cpus} CPUs of this machine")
     batch = SearchConfig().batch_size
     rows = []
     for threads in (1, 2):
@@ -72,9 +82,9 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         seconds = timed_steps(args.steps, args.warmup, args.dataset)
         rows.append({"setup": f"in-process, {threads} thread(s)", "workers": 1, "seconds": seconds,
                      "images_per_s": args.steps * batch / seconds})
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=counts[-1], include_dashboard=False, log_to_driver=False)
     with tempfile.TemporaryDirectory() as folder:
-        for workers in (1, 2):
+        for workers in counts:
             result = Path(folder) / f"w{workers}.json"
             TorchTrainer(
                 ray_worker, train_loop_config={"steps": args.steps, "warmup": args.warmup, "dataset": args.dataset,
