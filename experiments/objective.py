@@ -129,12 +129,11 @@ def zero_cost(genotype, batches: list[tuple[torch.Tensor, torch.Tensor]], data) 
     return scores
 
 
-def inherited(run: SearchRun, data, config: RetrainConfig) -> tuple[float, float]:
-    """Search-val accuracy of ``run``'s genotype with the supernet's weights after ``config.epochs`` epochs of
-    fine-tuning on the search's train half, and the seconds it took."""
+def inherited(run: SearchRun, genotype, holdout, config: RetrainConfig) -> tuple[float, float]:
+    """Search-val accuracy of ``genotype`` (``run``'s) with the supernet's weights after ``config.epochs`` epochs of
+    fine-tuning on the train half of ``holdout`` (the search's own split), and the seconds it took."""
     start = time.perf_counter()
-    model = inherit_weights(run.model, run.genotype())
-    holdout = search_holdout(data, run.config.seed)
+    model = inherit_weights(run.model, genotype)
     if config.epochs == 0:
         accuracy = evaluate(model, retrain_splits(holdout, config.data.resolved_image_size)[1], run.device)[1]
     else:
@@ -158,11 +157,12 @@ def searched_genotypes(exp: common.Experiment, args, plan: common.Budget) -> pd.
                 entry["val"].append(run.history[-1].val_acc)
                 entry["search_s"].append(sum(r.seconds for r in run.history))
                 entry["inherit"].append({})
+                holdout = search_holdout(exp.data(plan.retrain.data.dataset), seed)
                 for k in args.inherit_epochs:
                     config = RetrainConfig(data=plan.retrain.data, epochs=min(k, 1) if args.smoke else k,
                                            seed=PROXY_INIT_SEED)
                     entry["inherit"][-1][f"inherit_e{k}"], entry["inherit"][-1][f"inherit_e{k}_s"] = inherited(
-                        run, exp.data(config.data.dataset), config)
+                        run, genotype, holdout, config)
                 print(f"searched {label}: {len(found)} distinct genotypes", flush=True)
     return pd.DataFrame([{"genotype_id": key, "genotype": e["genotype"], "searches": " ".join(e["searches"]),
                           "supernet": sum(e["val"]) / len(e["val"]), "search_s": sum(e["search_s"]) / len(e["search_s"]),

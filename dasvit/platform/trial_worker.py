@@ -108,7 +108,10 @@ def search_worker(config: WorkerConfig, data_ref: ray.ObjectRef) -> None:
             run_id = tracking.trial_run(client, setup.experiment_id, setup.parent_run_id, config.trial_id,
                                         config.trial_name, config.search, setup.workers_per_trial, setup.objective)
 
-    def epoch_metrics(record: EpochRecord, params: int, macs: int, alpha_in_sync: bool) -> dict[str, Any]:
+    def epoch_metrics(record: EpochRecord, params: int, macs: int) -> dict[str, Any]:
+        """Called on every rank: whether the workers' alpha is still bit-identical is an all-gather, checked, not
+        assumed."""
+        alpha_in_sync = identical_across_ranks(run.model.arch_parameters())
         # the objective and the supernet's figure first: Tune's console table shows the first few metrics reported
         return {"objective": score.objective, "val_acc": record.val_acc, "stage": record.stage,
                 "epochs_done": record.global_epoch + 1, **vars(record), "proxy_val_acc": score.proxy_val_acc,
@@ -121,8 +124,7 @@ def search_worker(config: WorkerConfig, data_ref: ray.ObjectRef) -> None:
         with overhead.timed("objective"):  # every rank scores (the same result on each): none waits idle for rank 0
             scored = score.update(search, record, params, macs, setup.objective, setup.proxy_epochs, setup.max_macs, data,
                                   setup.precision)
-        # every rank takes part: whether the workers' alpha is still bit-identical, checked, not assumed
-        metrics = epoch_metrics(record, params, macs, identical_across_ranks(search.model.arch_parameters()))
+        metrics = epoch_metrics(record, params, macs)
         with tempfile.TemporaryDirectory() as folder:
             checkpoint = None
             if rank == 0:
@@ -144,8 +146,7 @@ def search_worker(config: WorkerConfig, data_ref: ray.ObjectRef) -> None:
         if run.finished:  # restored after its last epoch (the sweep died before Tune saw it): report that again
             if rank == 0:
                 tracking.end_run(client, run_id, "FINISHED")
-            ray.train.report(epoch_metrics(run.history[-1], *genotype_size(run),
-                                           identical_across_ranks(run.model.arch_parameters())))
+            ray.train.report(epoch_metrics(run.history[-1], *genotype_size(run)))
         run.run(on_epoch_end=on_epoch_end)
     except BaseException as err:
         if rank == 0 and run_id is not None:
