@@ -15,7 +15,7 @@ from pathlib import Path
 import common
 import matplotlib.pyplot as plt
 import pandas as pd
-from sweep_vs_baselines import CORES, TINY, random_baseline, run_sweep, small_cnn, sweep_pick
+from sweep_vs_baselines import CORES, SMOKE, random_baseline, random_budget, run_sweep, small_cnn, sweep_pick
 
 from dasvit.platform.config import SweepConfig
 from dasvit.quick_exit import freeze_heap_at_exit
@@ -30,7 +30,8 @@ def compare(exp: common.Experiment, plan: common.Budget, seed: int, smoke: bool,
     table, sweep_s = run_sweep(exp, seed, smoke, uri, CONFIG)
     trials.append(table.assign(seed=seed))
     vit, cnn = sweep_pick(table), small_cnn(exp, plan, seed, smoke)
-    rand, tried = random_baseline(exp, plan, SweepConfig.load(TINY if smoke else CONFIG), seed, sweep_s)
+    rand, tried = random_baseline(exp, plan, SweepConfig.load(SMOKE if smoke else CONFIG), seed,
+                                  random_budget(sweep_s, smoke))
     return {"seed": seed, "sweep_test_acc": vit["test_acc"], "cnn_test_acc": cnn["test_acc"],
             "gap": cnn["test_acc"] - vit["test_acc"], "sweep_params": vit["params"], "sweep_macs": vit["macs"],
             "sweep_embed_dim": vit["embed_dim"], "sweep_depth": vit["depth"],
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.set_defaults(seeds="0,1,2,3,4")
     args = parser.parse_args(argv)
     plan = common.budget(args.smoke)
-    budget = SweepConfig.load(CONFIG).max_macs
+    budget = SweepConfig.load(SMOKE if args.smoke else CONFIG).max_macs
     with common.Experiment("cnn_gap", args) as exp:
         trials: list[pd.DataFrame] = []
         table = pd.DataFrame([compare(exp, plan, seed, args.smoke, exp.tracking_uri, trials)

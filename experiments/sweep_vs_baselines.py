@@ -39,14 +39,14 @@ from dasvit.quick_exit import freeze_heap_at_exit
 CORES = 2
 CNN_WIDTH = 16
 SWEEP = Path(__file__).parent / "sweep.py"
-TINY = Path(__file__).parent / "configs" / "tiny.yaml"
+SMOKE = Path(__file__).parent / "configs" / "tiny_budget.yaml"  # one smoke sweep serves this script and cnn_gap.py
 
 
 def run_sweep(exp: common.Experiment, seed: int, smoke: bool, uri: str,
               config: Path | None = None) -> tuple[pd.DataFrame, float]:
-    """The sweep as a user runs it (``config``, else the packaged default; the tiny one with ``smoke``), in its own
+    """The sweep as a user runs it (``config``, else the packaged default; the smoke one with ``smoke``), in its own
     process and local Ray; its results table and its wall time."""
-    config = TINY if smoke else config
+    config = SMOKE if smoke else config
     label = f"seed{seed}" + ("-smoke" if smoke else f"-{config.stem}" if config else "")
     workdir = exp.cache / "sweeps" / label
     results = workdir / "ray_results" / "sweep-results.csv"
@@ -87,7 +87,7 @@ def random_baseline(exp: common.Experiment, plan: common.Budget, sweep: SweepCon
 def compare(exp: common.Experiment, plan: common.Budget, seed: int, smoke: bool, uri: str,
             trials: list[pd.DataFrame]) -> list[dict]:
     """The four methods' rows for ``seed``; the sweep's per-trial table is appended to ``trials``."""
-    sweep_config = SweepConfig.load(TINY if smoke else None)
+    sweep_config = SweepConfig.load(SMOKE if smoke else None)
     table, sweep_s = run_sweep(exp, seed, smoke, uri)
     trials.append(table.assign(seed=seed))
     rows = [{"method": "sweep", "seed": seed, **_sized(sweep_pick(table)), "cpu_seconds": CORES * sweep_s,
@@ -97,13 +97,18 @@ def compare(exp: common.Experiment, plan: common.Budget, seed: int, smoke: bool,
     result = exp.retrain(f"search-seed{seed}", config, genotype=search.genotype())
     rows.append({"method": "search", "seed": seed, **_sized(result),
                  "cpu_seconds": CORES * (sum(r.seconds for r in search.history) + result["seconds"]), "candidates": 1})
-    result, tried = random_baseline(exp, plan, sweep_config, seed, sweep_s)
+    result, tried = random_baseline(exp, plan, sweep_config, seed, random_budget(sweep_s, smoke))
     rows.append({"method": "random", "seed": seed, **_sized(result), "cpu_seconds": CORES * (sweep_s + result["seconds"]),
                  "candidates": tried})
     result = small_cnn(exp, plan, seed, smoke)
     rows.append({"method": "cnn", "seed": seed, **_sized(result), "cpu_seconds": CORES * result["seconds"],
                  "candidates": 1})
     return rows
+
+
+def random_budget(sweep_s: float, smoke: bool) -> float:
+    """Random search gets the sweep's wall time; at smoke size none, which still draws (and retrains) one."""
+    return 0.0 if smoke else sweep_s
 
 
 def sweep_pick(table: pd.DataFrame) -> pd.Series:

@@ -51,6 +51,8 @@ EXPERIMENTS = {  # script -> (extra args, rows its table must have with one seed
     "token_ratio": (["--ratios", "0.5,1"], 2),
     "search_retrain_gap": (["--ratios", "0.5,1"], 2),
     "objective": (["--ratios", "0.5,1", "--lambdas", "0.5"], 2),
+    "sweep_vs_baselines": ([], 4),  # a whole (smoke) sweep in its own Ray ...
+    "cnn_gap": ([], 1),  # ... that this one finds in the shared cache
 }
 
 # Runs the experiment scripts named in argv[2] (JSON: name -> argv) one after another in one interpreter, each as
@@ -78,8 +80,8 @@ with open(out, "w") as f:
 def experiment_smokes(request, tmp_path_factory):
     """The selected experiment scripts at smoke size, run once in one process from pytest's temporary folder: one
     results folder (and so one search/retrain cache) and one MLflow store for all of them."""
-    selected = [item.callspec.params["name"] for item in request.session.items
-                if item.originalname == "test_experiment_script_smoke"]
+    selected = list(dict.fromkeys(item.callspec.params["name"] for item in request.session.items
+                                  if "experiment_smokes" in getattr(item, "fixturenames", ())))
     folder = tmp_path_factory.mktemp("experiments")
     uri = tracking.default_tracking_uri(folder)
     scripts = {name: ["--smoke", "--seeds", "0", "--out", str(folder), "--tracking-uri", uri, *EXPERIMENTS[name][0]]
@@ -105,6 +107,27 @@ def test_experiment_script_smoke(name, experiment_smokes):
     runs = client.search_runs([client.get_experiment_by_name(f"dasvit-{name}").experiment_id])
     assert {r.info.status for r in runs} == {"FINISHED"}
     assert sum(r.data.tags.get(tracking.KIND_TAG) == "experiment" for r in runs) == 1 and len(runs) > 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["sweep_vs_baselines", "cnn_gap"])
+def test_the_comparisons_credit_each_method_with_a_network_within_the_sweeps_budget(name, experiment_smokes):
+    """Both comparisons ran the same smoke sweep (tuned width and depth within the smoke CNN's MACs): the sweep's
+    and random search's networks fit the budget, and only the sweep's retrained trials can be its pick."""
+    folder, _, outcomes = experiment_smokes
+    assert outcomes[name] == "ok", outcomes[name]
+    budget = yaml.safe_load((REPO / "experiments" / "configs" / "tiny_budget.yaml").read_text())["max_macs"]
+    trials = pd.read_csv(folder / f"{name}_trials.csv")
+    assert {"embed_dim", "depth", "objective", "test_acc"} <= set(trials.columns)
+    table = pd.read_csv(folder / f"{name}.csv")
+    if name == "cnn_gap":
+        assert json.loads((folder / "cnn_gap.json").read_text())["max_macs"] == budget
+        assert (table["sweep_macs"] <= budget).all() and (table["random_macs"] <= budget).all()
+        assert set(table["sweep_test_acc"]) <= set(trials["test_acc"].dropna())
+    else:
+        assert list(table["method"]) == ["sweep", "search", "random", "cnn"]
+        assert table.loc[table["method"] == "random", "macs"].le(budget).all()
+        assert set(table.loc[table["method"] == "sweep", "test_acc"]) <= set(trials["test_acc"].dropna())
 
 
 @pytest.mark.slow
