@@ -32,6 +32,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dasvit.arglists import NumberList
+
 RESULTS = Path(__file__).parent / "results"
 ROOT = Path(__file__).resolve().parent.parent
 RETRAINING = re.compile(r"^retraining \d+ genotype")
@@ -47,16 +49,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--delay", type=float, default=3.0, help="seconds between a retraining task's start and SIGTERM")
     parser.add_argument("--start-timeout", type=float, default=600.0, help="seconds to wait for retraining")
     parser.add_argument("--watch", type=float, default=90.0, help="seconds to watch the exit before killing it")
-    parser.add_argument("--dumps", default="2,10,30", help="seconds after the signal to dump the driver's stacks")
+    parser.add_argument("--dumps", type=NumberList(float, minimum=0, empty_ok=True), default="2,10,30",
+                        help="seconds after the signal to dump the driver's stacks")
     parser.add_argument("--tag", default="exit_after_sigterm", help="results file stem")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     if args.delay < 0 or args.watch <= 0:
         parser.error(f"--delay {args.delay} / --watch {args.watch}: need delay >= 0 and watch > 0")
-    try:
-        dumps = sorted(float(t) for t in args.dumps.split(",") if t.strip())
-    except ValueError:
-        parser.error(f"--dumps {args.dumps!r}: comma-separated seconds, e.g. 2,10,30")
+    dumps = sorted(args.dumps)
     if not Path(args.config).is_file():
         parser.error(f"--config {args.config!r}: no such file")
 

@@ -25,6 +25,7 @@ import torch
 from ray.train import RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
+from dasvit.arglists import NumberList
 from dasvit.config import DataConfig, SearchConfig
 from dasvit.data import load_data, make_loader
 from dasvit.distributed import rank, world_size
@@ -64,17 +65,15 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--dataset", default="mnist5k")
-    parser.add_argument("--workers", default="1,2",
+    parser.add_argument("--workers", type=NumberList(int, minimum=1), default="1,2",
                         help="comma-separated Ray Train worker counts, 1 CPU each; 1 among them (the speed-up's base)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     cpus = os.cpu_count() or 1
-    try:
-        counts = sorted({int(w) for w in args.workers.split(",")})
-    except ValueError:
-        parser.error(f"--workers {args.workers!r}: comma-separated integers, e.g. 1,2")
+    counts = sorted(set(args.workers))
     if counts[0] != 1 or counts[-1] > cpus:
-        parser.error(f"--workers {args.workers}: must include 1 and stay within the {cpus} CPUs of this machine")
+        parser.error(f"--workers {','.join(map(str, args.workers))}: must include 1 and stay within the {cpus} CPUs "
+                     "of this machine")
     batch = SearchConfig().batch_size
     rows = []
     for threads in (1, 2):

@@ -31,6 +31,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from dasvit.arglists import NumberList
 from dasvit.machine import describe_machine
 from dasvit.platform import tracking
 from dasvit.platform.local_server import Server, mlflow_server
@@ -146,16 +147,16 @@ def run_level(server: Server, workdir: Path, concurrent: int, trials: int, timeo
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--levels", default="1,2,4,6", help="trials at a time, comma-separated (default 1,2,4,6)")
+    parser.add_argument("--levels", type=NumberList(int, minimum=1), default="1,2,4,6",
+                        help="trials at a time, comma-separated (default 1,2,4,6)")
     parser.add_argument("--trials-per-level", type=int, default=4, help="trials per sweep = this x the level")
     parser.add_argument("--max-trials", type=int, default=24)
     parser.add_argument("--timeout", type=float, default=900, help="seconds each sweep may run")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
-    levels = [int(level) for level in args.levels.split(",")]
     rows = []
     with tempfile.TemporaryDirectory() as tmp, mlflow_server(Path(tmp) / "server") as server:
-        for concurrent in levels:
+        for concurrent in args.levels:
             trials = min(args.max_trials, args.trials_per_level * concurrent)
             rows.append(run_level(server, Path(tmp), concurrent, trials, args.timeout))
             print(pd.DataFrame(rows).to_string(index=False), flush=True)

@@ -34,6 +34,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
+from dasvit.arglists import KEEP_RATIOS
 from dasvit.config import DataConfig, SearchConfig
 from dasvit.data import load_data, make_loader
 from dasvit.metrics import peak_memory_during
@@ -149,7 +150,7 @@ def measure(config: SearchConfig, data: Any, device: torch.device, dtype: torch.
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ratios", default="0.125,0.25,0.5,1.0")
+    parser.add_argument("--ratios", type=KEEP_RATIOS, default="0.125,0.25,0.5,1.0")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", choices=DTYPES, default="fp32")
     parser.add_argument("--dataset", default="mnist5k")
@@ -190,7 +191,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
                         ops=tuple(args.ops.split(",")),
                         embed_dim=args.embed_dim, batch_size=args.batch_size)
     rows = []
-    for ratio in [float(r) for r in args.ratios.split(",")]:
+    for ratio in args.ratios:
         for path in paths:
             rows.append({"path": path, "keep_ratio": ratio, **measure(
                 base.with_overrides(keep_ratio=ratio), data, device, dtype, args.steps, args.warmup, args.profile,

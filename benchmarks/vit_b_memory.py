@@ -24,6 +24,7 @@ import torch
 from synthetic import synthetic_data
 from token_selection import device_name, sync
 
+from dasvit.arglists import KEEP_RATIOS
 from dasvit.config import DataConfig, SearchConfig
 from dasvit.data import make_loader
 from dasvit.metrics import peak_memory_during
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--dtype", choices=("fp32", "bf16"), default="bf16")
-    parser.add_argument("--ratios", default="1,0.5,0.25,0.125")
+    parser.add_argument("--ratios", type=KEEP_RATIOS, default="1,0.5,0.25,0.125")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--max-batch-limit", type=int, default=4096, help="stop the largest-batch search here")
     parser.add_argument("--eager", action="store_true", help="the op-by-op mixed op instead of the fused one")
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     base = SearchConfig(data=DataConfig("imagefolder", image_size=image), patch_size=patch, embed_dim=dim)
     stage0 = base.with_overrides(stages=base.stages[:1])
     rows = []
-    for ratio in (float(r) for r in args.ratios.split(",")):
+    for ratio in args.ratios:
         config = stage0.with_overrides(keep_ratio=ratio)
         row: dict[str, Any] = {"keep_ratio": ratio, "batch": args.batch}
         try:

@@ -23,6 +23,7 @@ import matplotlib
 import pandas as pd
 from torch import nn
 
+from dasvit.arglists import SEEDS
 from dasvit.checkpoint import resume
 from dasvit.config import DataConfig, RetrainConfig, SearchConfig
 from dasvit.data import ImageData, load_data, search_holdout
@@ -59,7 +60,7 @@ def budget(smoke: bool, dataset: str = "mnist5k") -> Budget:
 
 def parser(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
+    parser.add_argument("--seeds", type=SEEDS, default="0,1,2", help="comma-separated seeds (default 0,1,2)")
     parser.add_argument("--smoke", action="store_true", help="a seconds-long run on 8x8 digits (CI)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder (default experiments/results)")
     parser.add_argument("--tracking-uri", help="MLflow store (default sqlite:///<cwd>/mlflow.db)")
@@ -67,7 +68,7 @@ def parser(description: str) -> argparse.ArgumentParser:
 
 
 def seeds(args: argparse.Namespace) -> list[int]:
-    return [int(s) for s in args.seeds.split(",")]
+    return list(args.seeds)
 
 
 def config_key(*parts: Any) -> str:
@@ -89,7 +90,7 @@ class Experiment:
         store = Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts" if uri.startswith("sqlite:///") else None
         self.experiment_id = tracking.ensure_experiment(self.client, f"dasvit-{name}", store)
         self.run_id = tracking.start_run(self.client, self.experiment_id, name, "experiment")
-        tracking.log_params(self.client, self.run_id, {"seeds": args.seeds, "smoke": str(args.smoke)})
+        tracking.log_params(self.client, self.run_id, {"seeds": ",".join(map(str, seeds(args))), "smoke": str(args.smoke)})
 
     def __enter__(self) -> Experiment:
         return self

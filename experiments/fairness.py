@@ -16,6 +16,7 @@ import common
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from dasvit.arglists import LAMBDAS
 from dasvit.plots import plot_alpha_history
 from dasvit.quick_exit import freeze_heap_at_exit
 from dasvit.vocabulary import parse_op
@@ -49,22 +50,21 @@ def side_by_side(histories: dict[float, dict]) -> plt.Figure:
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser = common.parser(__doc__)
-    parser.add_argument("--lambdas", default="0,0.5,2")
+    parser.add_argument("--lambdas", type=LAMBDAS, default="0,0.5,2")
     args = parser.parse_args(argv)
     plan = common.budget(args.smoke)
-    lambdas = [float(v) for v in args.lambdas.split(",")]
     rows, histories = [], {}
     with common.Experiment("fairness", args) as exp:
-        for lam in lambdas:
+        for lam in args.lambdas:
             for seed in common.seeds(args):
                 run = exp.search(plan.search.with_overrides(seed=seed, fairness_lambda=lam), f"lambda{lam:g}-seed{seed}")
                 rows.append({"fairness_lambda": lam, "seed": seed, **summarise(run)})
-                if seed == common.seeds(args)[0] and lam in (min(lambdas), max(lambdas)):
+                if seed == common.seeds(args)[0] and lam in (min(args.lambdas), max(args.lambdas)):
                     histories[lam] = {"ops": list(run.config.ops), "epochs": run.alpha_history}
         table = pd.DataFrame(rows)
         summary = common.mean_std(table, "fairness_lambda",
                                   ["skip_share", "genotype_skip_edges", "fairness_penalty", "alpha_entropy", "val_acc"])
-        exp.write(table, summary, side_by_side(histories), {"lambdas": lambdas})
+        exp.write(table, summary, side_by_side(histories), {"lambdas": args.lambdas})
     return table
 
 

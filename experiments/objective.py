@@ -47,6 +47,7 @@ import torch
 import torch.nn.functional as F
 from scipy.stats import kendalltau
 
+from dasvit.arglists import KEEP_RATIOS, LAMBDAS, SEEDS, NumberList
 from dasvit.config import RetrainConfig
 from dasvit.data import make_loader, retrain_splits, search_holdout, search_splits
 from dasvit.inherit import inherit_weights
@@ -68,21 +69,17 @@ PROXY_INITS = tuple(sorted({PROXY_INIT_SEED, *ZERO_COST_SEEDS}))  # a ground tru
 def parse_args(argv: list[str] | None):
     parser = common.parser(__doc__)
     parser.set_defaults(seeds="0,1,2,3,4,5,6")
-    parser.add_argument("--ratios", default="0.25,0.4,0.6")
-    parser.add_argument("--lambdas", default="0,1")
+    parser.add_argument("--ratios", type=KEEP_RATIOS, default="0.25,0.4,0.6")
+    parser.add_argument("--lambdas", type=LAMBDAS, default="0,1")
     parser.add_argument("--proxy-epochs", default="2,4,8,16,4/32",
                         help="comma-separated proxy_e<k> candidates: k epochs, or k/b for k epochs at batch size b")
-    parser.add_argument("--inherit-epochs", default="0,1,2",
+    parser.add_argument("--inherit-epochs", type=NumberList(int, minimum=0), default="0,1,2",
                         help="comma-separated inherit_e<k> candidates: k epochs of fine-tuning (0: none)")
     parser.add_argument("--truth-epochs", type=int, default=RetrainConfig.epochs)
-    parser.add_argument("--truth-seeds", default="0,2,3",
+    parser.add_argument("--truth-seeds", type=SEEDS, default="0,2,3",
                         help=f"comma-separated init seeds of the ground-truth retrainings, averaged (none of the "
                              f"proxies' {', '.join(map(str, PROXY_INITS))})")
     args = parser.parse_args(argv)
-    try:
-        args.truth_seeds = [int(s) for s in args.truth_seeds.split(",")]
-    except ValueError:
-        parser.error(f"--truth-seeds {args.truth_seeds!r}: comma-separated integers, e.g. 0,2")
     if set(PROXY_INITS) & set(args.truth_seeds) or len(set(args.truth_seeds)) != len(args.truth_seeds):
         parser.error(f"--truth-seeds {','.join(map(str, args.truth_seeds))}: distinct seeds, none of them a "
                      f"proxy's init seed {', '.join(map(str, PROXY_INITS))}")
@@ -90,12 +87,6 @@ def parse_args(argv: list[str] | None):
                     for spec in args.proxy_epochs.split(",")]
     if min(min(p) for p in args.proxies) < 1 or args.truth_epochs < 1:
         parser.error(f"--proxy-epochs ({args.proxy_epochs}) and --truth-epochs ({args.truth_epochs}) must be >= 1")
-    try:
-        args.inherit_epochs = [int(k) for k in args.inherit_epochs.split(",")]
-    except ValueError:
-        parser.error(f"--inherit-epochs {args.inherit_epochs!r}: comma-separated integers >= 0, e.g. 0,1")
-    if min(args.inherit_epochs) < 0:
-        parser.error(f"--inherit-epochs {','.join(map(str, args.inherit_epochs))}: epochs must be >= 0")
     return args
 
 
@@ -145,8 +136,8 @@ def searched_genotypes(exp: common.Experiment, args, plan: common.Budget) -> pd.
     """One row per distinct genotype: the searches that found it, their mean supernet search-val accuracy and the
     mean of each weight-inheritance candidate over them."""
     found: dict[str, dict] = {}
-    for ratio in (float(r) for r in args.ratios.split(",")):
-        for lam in (float(x) for x in args.lambdas.split(",")):
+    for ratio in args.ratios:
+        for lam in args.lambdas:
             for seed in common.seeds(args):
                 label = f"r{ratio:g}-lambda{lam:g}-seed{seed}"
                 run = exp.search(plan.search.with_overrides(seed=seed, keep_ratio=ratio, fairness_lambda=lam), label)

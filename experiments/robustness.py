@@ -17,6 +17,7 @@ import common
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from dasvit.arglists import KEEP_RATIOS, LAMBDAS
 from dasvit.quick_exit import freeze_heap_at_exit
 
 TARGET = 0.90
@@ -26,8 +27,8 @@ CHANCE_MARGIN = 0.05  # within 5 points of 1/classes counts as chance
 def parse_args(argv: list[str] | None):
     parser = common.parser(__doc__)
     parser.set_defaults(seeds="0,1,2,3,4")
-    parser.add_argument("--ratios", default="0.25,0.5,1")
-    parser.add_argument("--lambdas", default="0,0.5")
+    parser.add_argument("--ratios", type=KEEP_RATIOS, default="0.25,0.5,1")
+    parser.add_argument("--lambdas", type=LAMBDAS, default="0,0.5")
     parser.add_argument("--heads", default="avg", help="comma-separated heads: avg (the default), cls")
     return parser.parse_args(argv)
 
@@ -37,8 +38,8 @@ def grid_rows(exp: common.Experiment, args) -> list[dict]:
     chance = 1.0 / 10
     rows = []
     for head in args.heads.split(","):
-        for ratio in (float(r) for r in args.ratios.split(",")):
-            for lam in (float(x) for x in args.lambdas.split(",")):
+        for ratio in args.ratios:
+            for lam in args.lambdas:
                 for seed in common.seeds(args):
                     label = f"{head}-r{ratio:g}-lambda{lam:g}-seed{seed}"
                     config = plan.search.with_overrides(seed=seed, keep_ratio=ratio, fairness_lambda=lam, head=head)

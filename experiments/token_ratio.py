@@ -16,12 +16,13 @@ import common
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from dasvit.arglists import KEEP_RATIOS
 from dasvit.quick_exit import freeze_heap_at_exit
 
 
 def parse_args(description: str, argv: list[str] | None) -> argparse.Namespace:
     parser = common.parser(description)
-    parser.add_argument("--ratios", default="0.25,0.5,1")
+    parser.add_argument("--ratios", type=KEEP_RATIOS, default="0.25,0.5,1")
     return parser.parse_args(argv)
 
 
@@ -29,7 +30,7 @@ def ratio_table(exp: common.Experiment, args: argparse.Namespace) -> pd.DataFram
     """One row per (r, seed): the search's cost and val accuracy next to its genotype's retrained accuracy."""
     plan = common.budget(args.smoke)
     rows = []
-    for ratio in [float(r) for r in args.ratios.split(",")]:
+    for ratio in args.ratios:
         for seed in common.seeds(args):
             run = exp.search(plan.search.with_overrides(seed=seed, keep_ratio=ratio), f"r{ratio:g}-seed{seed}")
             result = exp.retrain(f"r{ratio:g}-seed{seed}-retrain", replace(plan.retrain, seed=seed),

@@ -112,8 +112,8 @@ def test_experiment_script_smoke(name, experiment_smokes):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["sweep_vs_baselines", "cnn_gap"])
 def test_the_comparisons_credit_each_method_with_a_network_within_the_sweeps_budget(name, experiment_smokes):
-    """Both comparisons ran the same smoke sweep (tuned width and depth within the smoke CNN's MACs): the sweep's
-    and random search's networks fit the budget, and only the sweep's retrained trials can be its pick."""
+    """Both comparisons ran the same smoke sweep (tuned width and depth within the smoke CNN's MACs): random search
+    drew within the budget, and the sweep is credited with one of its own retrained trials."""
     folder, _, outcomes = experiment_smokes
     assert outcomes[name] == "ok", outcomes[name]
     budget = yaml.safe_load((REPO / "experiments" / "configs" / "tiny_budget.yaml").read_text())["max_macs"]
@@ -122,7 +122,7 @@ def test_the_comparisons_credit_each_method_with_a_network_within_the_sweeps_bud
     table = pd.read_csv(folder / f"{name}.csv")
     if name == "cnn_gap":
         assert json.loads((folder / "cnn_gap.json").read_text())["max_macs"] == budget
-        assert (table["sweep_macs"] <= budget).all() and (table["random_macs"] <= budget).all()
+        assert (table["random_macs"] <= budget).all()
         assert set(table["sweep_test_acc"]) <= set(trials["test_acc"].dropna())
     else:
         assert list(table["method"]) == ["sweep", "search", "random", "cnn"]
@@ -155,9 +155,9 @@ def test_token_selection_benchmark_smoke(tmp_path):
     ("ray_overhead", ["--workers", "0"], "--workers 0: must be between 1 and"),
     ("scaling", ["--workers", "2"], "--workers 2: must include 1 and stay within the"),
     ("scaling", ["--workers", "1,99"], "--workers 1,99: must include 1 and stay within the"),
-    ("scaling", ["--workers", "1,two"], "--workers '1,two': comma-separated integers"),
+    ("scaling", ["--workers", "1,two"], "argument --workers: '1,two': 'two' is not an integer"),
     ("exit_after_sigterm", ["--delay", "-1"], "--delay -1.0 / --watch 90.0: need"),
-    ("exit_after_sigterm", ["--dumps", "2,soon"], "--dumps '2,soon': comma-separated seconds"),
+    ("exit_after_sigterm", ["--dumps", "2,soon"], "argument --dumps: '2,soon': 'soon' is not a number"),
 ])
 def test_benchmark_usage_errors_exit_2(script, args, needle, tmp_path, capsys):
     benchmark = load_script(f"benchmarks/{script}.py", f"{script}_benchmark")
@@ -171,10 +171,10 @@ def test_benchmark_usage_errors_exit_2(script, args, needle, tmp_path, capsys):
     (["--truth-seeds", "0,1"], "--truth-seeds 0,1: distinct seeds, none of them a proxy's init seed 1, 4, 5"),
     (["--truth-seeds", "0,5"], "--truth-seeds 0,5: distinct seeds, none of them a proxy's init seed 1, 4, 5"),
     (["--truth-seeds", "0,0"], "--truth-seeds 0,0: distinct seeds"),
-    (["--truth-seeds", "0,two"], "--truth-seeds '0,two': comma-separated integers"),
+    (["--truth-seeds", "0,two"], "argument --truth-seeds: '0,two': 'two' is not an integer"),
     (["--proxy-epochs", "0,4"], "--proxy-epochs (0,4) and --truth-epochs (50) must be >= 1"),
-    (["--inherit-epochs", "0,-1"], "--inherit-epochs 0,-1: epochs must be >= 0"),
-    (["--inherit-epochs", "0,one"], "--inherit-epochs '0,one': comma-separated integers"),
+    (["--inherit-epochs", "0,-1"], "argument --inherit-epochs: '0,-1': -1 is not an integer >= 0"),
+    (["--inherit-epochs", "0,one"], "argument --inherit-epochs: '0,one': 'one' is not an integer"),
 ])
 def test_objective_study_usage_errors_exit_2(args, needle, monkeypatch, capsys):
     monkeypatch.syspath_prepend(str(REPO / "experiments"))  # as the script runs: its sibling modules importable
