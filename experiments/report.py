@@ -204,7 +204,8 @@ def token_ratio() -> str:
     return block(markdown(rows), source=[f"{EXP}/token_ratio.csv"], machine=exp_machine("token_ratio"))
 
 
-def _objective_label(name: str, default: str) -> str:
+def _objective_label(candidate: dict, default: str) -> str:
+    name = candidate["name"]
     match = re.fullmatch(r"proxy_e(\d+)(?:_b(\d+))?", name)
     if match:
         label = f"`proxy`, {match[1]} epochs" + (f" at batch {match[2]}" if match[2] else "")
@@ -212,7 +213,7 @@ def _objective_label(name: str, default: str) -> str:
         label = "weight inheritance, " + (f"{match[1]} epoch(s) of fine-tuning" if int(match[1]) else "no fine-tuning")
     elif name == "truth_repeat":
         label = "another full retraining (other init seed)"
-    elif name in ("grad_norm", "snip"):
+    elif candidate.get("tau_one_draw_min") is not None:  # scored over several draws at init: the zero-cost ones
         label = f"`{name}` (zero-cost, at init)"
     else:
         label = f"`{name}`"
@@ -225,7 +226,7 @@ def objective() -> str:
     truth = read_csv(f"{EXP}/objective.csv").truth_val_acc
     seeds = data["truth_seeds"]
     rows = [{
-        "candidate": _objective_label(c["name"], data["default"]),
+        "candidate": _objective_label(c, data["default"]),
         "Kendall's tau": "" if c["tau"] is None else f"{c['tau']:.2f}",  # null: not ranked against the mean
         "p": "" if c["p_value"] is None else f"{c['p_value']:.2g}",
         f"tau, init {seeds[0]} only": f"{c['tau_single']:.2f}",
