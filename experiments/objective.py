@@ -83,8 +83,11 @@ def parse_args(argv: list[str] | None):
     if set(PROXY_INITS) & set(args.truth_seeds) or len(set(args.truth_seeds)) != len(args.truth_seeds):
         parser.error(f"--truth-seeds {','.join(map(str, args.truth_seeds))}: distinct seeds, none of them a "
                      f"proxy's init seed {', '.join(map(str, PROXY_INITS))}")
-    args.proxies = [tuple(int(x) for x in (spec.split("/") + [str(RetrainConfig.batch_size)])[:2])
-                    for spec in args.proxy_epochs.split(",")]
+    try:
+        args.proxies = [tuple(int(x) for x in (spec.split("/") + [str(RetrainConfig.batch_size)])[:2])
+                        for spec in args.proxy_epochs.split(",")]
+    except ValueError:
+        parser.error(f"--proxy-epochs {args.proxy_epochs!r}: comma-separated k or k/b (integers), e.g. 4,4/32")
     if min(min(p) for p in args.proxies) < 1 or args.truth_epochs < 1:
         parser.error(f"--proxy-epochs ({args.proxy_epochs}) and --truth-epochs ({args.truth_epochs}) must be >= 1")
     return args

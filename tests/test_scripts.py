@@ -183,6 +183,7 @@ def test_benchmark_usage_errors_exit_2(script, args, needle, tmp_path, capsys):
     (["--truth-seeds", "0,0"], "--truth-seeds 0,0: distinct seeds"),
     (["--truth-seeds", "0,two"], "argument --truth-seeds: '0,two': 'two' is not an integer"),
     (["--proxy-epochs", "0,4"], "--proxy-epochs (0,4) and --truth-epochs (50) must be >= 1"),
+    (["--proxy-epochs", "4,four/32"], "--proxy-epochs '4,four/32': comma-separated k or k/b (integers)"),
     (["--inherit-epochs", "0,-1"], "argument --inherit-epochs: '0,-1': -1 is not an integer >= 0"),
     (["--inherit-epochs", "0,one"], "argument --inherit-epochs: '0,one': 'one' is not an integer"),
 ])
