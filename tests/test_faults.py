@@ -30,6 +30,7 @@ def test_a_raising_trial_ends_failed_and_a_killed_worker_resumes_with_the_same_g
       that of its twin, the third trial, which runs uninterrupted."""
     one_point = {name: {"low": 0.5, "high": 0.5} for name in ("fairness_lambda", "keep_ratio")}
     config = {**TINY, "num_trials": 3, "max_failures": 1, "retrain": {"top_k": 0}, "tune": one_point,
+              "objective": "params",  # no proxy retrainings at stage ends: the faults are what is tested here
               "asha": {"grace_period": 4, "reduction_factor": 2},  # no early stopping: every trial runs 4 epochs
               "search": {**TINY["search"], "stages": [{"depth": 1, "epochs": 2}, {"depth": 2, "epochs": 2, "ops": 2}]}}
     once = tmp_path / "fault-fired"
