@@ -61,25 +61,36 @@ EXPERIMENTS = {  # script -> (extra args, rows its table must have with one seed
 RECORDED_SWEEP = REPO / "tests" / "data" / "tiny_budget_sweep-results.csv"
 RECORDED_SWEEP_SECONDS = 56.9
 
-# Runs the experiment scripts named in argv[2] (JSON: name -> argv) one after another in one interpreter, each as
-# ``python experiments/<name>.py`` would (run as __main__, experiments/ first on the path), and writes each one's
-# outcome to argv[3]: "ok", or its traceback. One interpreter start and one round of imports for all of them.
+# Runs scripts one after another in one interpreter (argv[1], JSON: key -> [script path, *argv]), each as
+# ``python <script>`` would (run as __main__, its own folder first on the path), and writes each one's outcome to
+# argv[2]: "ok", or its traceback. One interpreter start and one round of imports for all of them.
 SMOKE_RUNNER = """
-import json, runpy, sys, traceback
-folder, scripts, out, outcomes = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], {}
-sys.path.insert(0, folder)
-for name, argv in scripts.items():
-    sys.argv = [f"{folder}/{name}.py", *argv]
+import json, os, runpy, sys, traceback
+scripts, out, outcomes = json.loads(sys.argv[1]), sys.argv[2], {}
+for key, argv in scripts.items():
+    sys.argv = argv
+    sys.path.insert(0, os.path.dirname(argv[0]))
     try:
-        runpy.run_path(sys.argv[0], run_name="__main__")
-        outcomes[name] = "ok"
+        runpy.run_path(argv[0], run_name="__main__")
+        outcomes[key] = "ok"
     except SystemExit as stop:  # as the process would have ended: only status 0 is a success
-        outcomes[name] = "ok" if stop.code in (0, None) else f"exit status {stop.code}"
+        outcomes[key] = "ok" if stop.code in (0, None) else f"exit status {stop.code}"
     except BaseException:
-        outcomes[name] = traceback.format_exc()
+        outcomes[key] = traceback.format_exc()
 with open(out, "w") as f:
     json.dump(outcomes, f)
 """
+
+
+def run_in_one_interpreter(scripts: dict[str, list[str]], folder: Path) -> dict[str, str]:
+    """Run ``scripts`` (key -> [path relative to the repository, *argv]) with ``SMOKE_RUNNER`` from ``folder``;
+    return each one's outcome."""
+    outcomes = folder / "outcomes.json"
+    argv = {key: [str(REPO / path), *args] for key, (path, *args) in scripts.items()}
+    done = subprocess.run([sys.executable, "-c", SMOKE_RUNNER, json.dumps(argv), str(outcomes)],
+                          capture_output=True, text=True, timeout=1200, cwd=folder)
+    assert done.returncode == 0 and outcomes.is_file(), done.stdout[-2000:] + done.stderr[-4000:]
+    return json.loads(outcomes.read_text())
 
 
 @pytest.fixture(scope="module")
@@ -94,14 +105,9 @@ def experiment_smokes(request, tmp_path_factory):
     shutil.copy(RECORDED_SWEEP, cached / "ray_results" / "sweep-results.csv")
     (cached / "wall_seconds.txt").write_text(f"{RECORDED_SWEEP_SECONDS}\n")
     uri = tracking.default_tracking_uri(folder)
-    scripts = {name: ["--smoke", "--seeds", "0", "--out", str(folder), "--tracking-uri", uri, *EXPERIMENTS[name][0]]
-               for name in selected}
-    outcomes = folder / "outcomes.json"
-    done = subprocess.run([sys.executable, "-c", SMOKE_RUNNER, str(REPO / "experiments"), json.dumps(scripts),
-                           str(outcomes)],
-                          capture_output=True, text=True, timeout=1200, cwd=folder)
-    assert done.returncode == 0 and outcomes.is_file(), done.stdout[-2000:] + done.stderr[-4000:]
-    return folder, uri, json.loads(outcomes.read_text())
+    scripts = {name: [f"experiments/{name}.py", "--smoke", "--seeds", "0", "--out", str(folder), "--tracking-uri", uri,
+                      *EXPERIMENTS[name][0]] for name in selected}
+    return folder, uri, run_in_one_interpreter(scripts, folder)
 
 
 @pytest.mark.slow
@@ -140,13 +146,34 @@ def test_the_comparisons_credit_each_method_with_a_network_within_the_sweeps_bud
         assert set(table.loc[table["method"] == "sweep", "test_acc"]) <= set(trials["test_acc"].dropna())
 
 
+# Smokes of scripts that start no Ray, run in one interpreter (key -> script and arguments); the two that set torch
+# to 1 thread run last.
+LIGHT_SMOKES = {
+    "vit_b_memory": ["benchmarks/vit_b_memory.py", "--smoke"],
+    "search_cost_cifar": ["benchmarks/search_cost_cifar.py", "--smoke"],
+    "fused_divergence": ["experiments/fused_divergence.py", "--dataset", "digits", "--epochs", "1", "--embed-dim", "16",
+                         "--seed", "0"],
+    "token_selection": ["benchmarks/token_selection.py", "--dataset", "digits", "--embed-dim", "16", "--steps", "1",
+                        "--warmup", "0", "--ratios", "0.25,1.0", "--paths", "eager,fused+trace",
+                        "--ops", "none,skip,attn_h2,mlp_r2,conv_k3", "--threads", "1"],
+}
+
+
+@pytest.fixture(scope="module")
+def light_smokes(request, tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    """The selected ``LIGHT_SMOKES`` (those whose test, ``test_<key>_...``, is collected), run once, all writing to
+    one folder; their outcomes by key."""
+    tests = [item.originalname for item in request.session.items if "light_smokes" in getattr(item, "fixturenames", ())]
+    selected = [key for key in LIGHT_SMOKES if any(name.startswith(f"test_{key}_") for name in tests)]
+    folder = tmp_path_factory.mktemp("light")
+    return folder, run_in_one_interpreter({key: [*LIGHT_SMOKES[key], "--out", str(folder)] for key in selected}, folder)
+
+
 @pytest.mark.slow
-def test_token_selection_benchmark_smoke(tmp_path):
-    run_script("benchmarks/token_selection.py", "--dataset", "digits", "--embed-dim", "16", "--steps", "1",
-               "--warmup", "0", "--ratios", "0.25,1.0", "--paths", "eager,fused+trace",
-               "--ops", "none,skip,attn_h2,mlp_r2,conv_k3", "--threads", "1", "--out", str(tmp_path),
-               cwd=tmp_path)
-    results = json.loads((tmp_path / "token_selection_cpu.json").read_text())
+def test_token_selection_benchmark_smoke(light_smokes):
+    folder, outcomes = light_smokes
+    assert outcomes["token_selection"] == "ok", outcomes["token_selection"]
+    results = json.loads((folder / "token_selection_cpu.json").read_text())
     rows = results["rows"]
     assert results["meta"]["threads"] == 1 and "1 threads" in results["meta"]["device"]
     assert [(r["path"], r["keep_ratio"]) for r in rows] == [("eager", 0.25), ("fused+trace", 0.25), ("eager", 1.0),
@@ -155,7 +182,7 @@ def test_token_selection_benchmark_smoke(tmp_path):
     assert all(r["speedup_vs_eager"] > 0 and r["first_step_s"] > 0 for r in rows)
     # a compiled path's FLOPs are its uncompiled twin's: the fused op folds weights, a few FLOPs more than eager
     assert rows[1]["step_gflop"] > rows[0]["step_gflop"] and rows[3]["step_gflop"] > rows[2]["step_gflop"]
-    assert (tmp_path / "token_selection_cpu.png").stat().st_size > 0
+    assert (folder / "token_selection_cpu.png").stat().st_size > 0
 
 
 @pytest.mark.parametrize("script,args,needle", [
@@ -254,10 +281,10 @@ def test_scaling_benchmark_smoke(tmp_path):
 
 
 @pytest.mark.slow
-def test_fused_divergence_smoke(tmp_path):
-    run_script("experiments/fused_divergence.py", "--dataset", "digits", "--epochs", "1", "--embed-dim", "16",
-               "--seed", "0", "--out", str(tmp_path), cwd=tmp_path)
-    report = json.loads((tmp_path / "fused_divergence_seed0.json").read_text())
+def test_fused_divergence_smoke(light_smokes):
+    folder, outcomes = light_smokes
+    assert outcomes["fused_divergence"] == "ok", outcomes["fused_divergence"]
+    report = json.loads((folder / "fused_divergence_seed0.json").read_text())
     pairs = report["summary"]
     assert set(pairs) == {f"r={r}: {pair}" for r in ("0.5", "1") for pair in ("eager vs fused",
                                                                              "eager vs eager nudged 1 ulp")}
@@ -310,15 +337,17 @@ def test_exit_after_sigterm_probe(tmp_path):
 
 
 @pytest.mark.slow
-def test_vit_b_memory_benchmark_smoke(tmp_path):
-    run_script("benchmarks/vit_b_memory.py", "--smoke", "--out", str(tmp_path), cwd=tmp_path)
-    rows = json.loads((tmp_path / "vit_b_memory_smoke.json").read_text())["rows"]
+def test_vit_b_memory_benchmark_smoke(light_smokes):
+    folder, outcomes = light_smokes
+    assert outcomes["vit_b_memory"] == "ok", outcomes["vit_b_memory"]
+    rows = json.loads((folder / "vit_b_memory_smoke.json").read_text())["rows"]
     assert [r["keep_ratio"] for r in rows] == [1.0, 0.5, 0.25, 0.125]
     assert rows[2]["peak_mem_mb"] < rows[0]["peak_mem_mb"] and rows[0]["largest_batch"] >= 4
 
 
 @pytest.mark.slow
-def test_search_cost_cifar_benchmark_smoke(tmp_path):
-    run_script("benchmarks/search_cost_cifar.py", "--smoke", "--out", str(tmp_path), cwd=tmp_path)
-    summary = json.loads((tmp_path / "search_cost_cifar_smoke.json").read_text())["summary"]
+def test_search_cost_cifar_benchmark_smoke(light_smokes):
+    folder, outcomes = light_smokes
+    assert outcomes["search_cost_cifar"] == "ok", outcomes["search_cost_cifar"]
+    summary = json.loads((folder / "search_cost_cifar_smoke.json").read_text())["summary"]
     assert summary["default_search_hours"] > 0 and "synthetic" in summary["data"]
