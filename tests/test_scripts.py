@@ -127,7 +127,7 @@ def test_experiment_script_smoke(name, experiment_smokes):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["sweep_vs_baselines", "cnn_gap"])
-def test_the_comparisons_credit_each_method_with_a_network_within_the_sweeps_budget(name, experiment_smokes):
+def test_the_comparisons_credit_the_sweeps_own_pick_and_random_draws_within_its_budget(name, experiment_smokes):
     """Both comparisons start from the same smoke sweep (tuned width and depth within the smoke CNN's MACs): random
     search drew within the budget, and the sweep is credited with one of its own retrained trials."""
     folder, _, outcomes = experiment_smokes
