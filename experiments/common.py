@@ -67,10 +67,6 @@ def parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
-def seeds(args: argparse.Namespace) -> list[int]:
-    return list(args.seeds)
-
-
 def config_key(*parts: Any) -> str:
     return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
@@ -90,7 +86,7 @@ class Experiment:
         store = Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts" if uri.startswith("sqlite:///") else None
         self.experiment_id = tracking.ensure_experiment(self.client, f"dasvit-{name}", store)
         self.run_id = tracking.start_run(self.client, self.experiment_id, name, "experiment")
-        tracking.log_params(self.client, self.run_id, {"seeds": ",".join(map(str, seeds(args))), "smoke": str(args.smoke)})
+        tracking.log_params(self.client, self.run_id, {"seeds": ",".join(map(str, args.seeds)), "smoke": str(args.smoke)})
 
     def __enter__(self) -> Experiment:
         return self

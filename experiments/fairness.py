@@ -56,10 +56,10 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     rows, histories = [], {}
     with common.Experiment("fairness", args) as exp:
         for lam in args.lambdas:
-            for seed in common.seeds(args):
+            for seed in args.seeds:
                 run = exp.search(plan.search.with_overrides(seed=seed, fairness_lambda=lam), f"lambda{lam:g}-seed{seed}")
                 rows.append({"fairness_lambda": lam, "seed": seed, **summarise(run)})
-                if seed == common.seeds(args)[0] and lam in (min(args.lambdas), max(args.lambdas)):
+                if seed == args.seeds[0] and lam in (min(args.lambdas), max(args.lambdas)):
                     histories[lam] = {"ops": list(run.config.ops), "epochs": run.alpha_history}
         table = pd.DataFrame(rows)
         summary = common.mean_std(table, "fairness_lambda",

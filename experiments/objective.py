@@ -141,7 +141,7 @@ def searched_genotypes(exp: common.Experiment, args, plan: common.Budget) -> pd.
     found: dict[str, dict] = {}
     for ratio in args.ratios:
         for lam in args.lambdas:
-            for seed in common.seeds(args):
+            for seed in args.seeds:
                 label = f"r{ratio:g}-lambda{lam:g}-seed{seed}"
                 run = exp.search(plan.search.with_overrides(seed=seed, keep_ratio=ratio, fairness_lambda=lam), label)
                 genotype = run.genotype()

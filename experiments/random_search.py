@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     plan = common.budget(args.smoke)
     rows, draws = [], []
     with common.Experiment("random_search", args) as exp:
-        for seed in common.seeds(args):
+        for seed in args.seeds:
             run = exp.search(plan.search.with_overrides(seed=seed), f"search-seed{seed}")
             budget_s = sum(r.seconds for r in run.history)
             best, log = random_search(exp, plan, seed, budget_s, 1 if args.smoke else args.proxy_epochs)

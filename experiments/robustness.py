@@ -40,7 +40,7 @@ def grid_rows(exp: common.Experiment, args) -> list[dict]:
     for head in args.heads.split(","):
         for ratio in args.ratios:
             for lam in args.lambdas:
-                for seed in common.seeds(args):
+                for seed in args.seeds:
                     label = f"{head}-r{ratio:g}-lambda{lam:g}-seed{seed}"
                     config = plan.search.with_overrides(seed=seed, keep_ratio=ratio, fairness_lambda=lam, head=head)
                     run = exp.search(config, label)

@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     plan = common.budget(args.smoke)
     rows = []
     with common.Experiment("search_cost", args) as exp:
-        for seed in common.seeds(args):
+        for seed in args.seeds:
             config = plan.search.with_overrides(seed=seed)
             with ProcessPoolExecutor(1, mp_context=get_context("spawn"), max_tasks_per_child=1) as pool:
                 epochs = pool.submit(timed_search, config).result()

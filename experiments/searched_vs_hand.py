@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     args = common.parser(__doc__).parse_args(argv)
     plan = common.budget(args.smoke)
     with common.Experiment("searched_vs_hand", args) as exp:
-        rows = [row for seed in common.seeds(args) for row in compare(exp, plan, seed, 4 if args.smoke else CNN_WIDTH)]
+        rows = [row for seed in args.seeds for row in compare(exp, plan, seed, 4 if args.smoke else CNN_WIDTH)]
         table = pd.DataFrame(rows)
         summary = common.mean_std(table, "model", ["test_acc", "params", "macs", "seconds", "late_gain"])
         hand = summary.set_index("model").loc["hand ViT"]

@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     with common.Experiment("sweep_vs_baselines", args) as exp:
         uri = exp.tracking_uri
         trials: list[pd.DataFrame] = []
-        table = pd.DataFrame([row for seed in common.seeds(args)
+        table = pd.DataFrame([row for seed in args.seeds
                               for row in compare(exp, plan, seed, args.smoke, uri, trials)])
         summary = common.mean_std(table, "method", ["test_acc", "params", "macs", "cpu_seconds"])
         summary["min_test_acc"] = table.groupby("method", sort=False)["test_acc"].min().values

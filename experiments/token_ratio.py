@@ -31,7 +31,7 @@ def ratio_table(exp: common.Experiment, args: argparse.Namespace) -> pd.DataFram
     plan = common.budget(args.smoke)
     rows = []
     for ratio in args.ratios:
-        for seed in common.seeds(args):
+        for seed in args.seeds:
             run = exp.search(plan.search.with_overrides(seed=seed, keep_ratio=ratio), f"r{ratio:g}-seed{seed}")
             result = exp.retrain(f"r{ratio:g}-seed{seed}-retrain", replace(plan.retrain, seed=seed),
                                  genotype=run.genotype())

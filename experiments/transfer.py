@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     if args.cifar_root:
         pairs.append(("cifar10", "cifar100", args.cifar_root))
     with common.Experiment("transfer", args) as exp:
-        rows = [row for s, t, root in pairs for seed in common.seeds(args)
+        rows = [row for s, t, root in pairs for seed in args.seeds
                 for row in transfer(exp, plan, s, t, seed, root)]
         table = pd.DataFrame(rows)
         summary = common.mean_std(table, ["target", "searched_on"], ["test_acc", "params", "macs"])

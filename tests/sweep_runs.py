@@ -13,6 +13,10 @@ from dasvit.platform import tracking
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = yaml.safe_load((REPO / "experiments" / "configs" / "tiny.yaml").read_text())
+# The comparison scripts' smoke sweep (``experiments/configs/tiny_budget.yaml``, seed 0), recorded: the smoke tests
+# of ``sweep_vs_baselines.py`` and ``cnn_gap.py`` start from its results table, and ``test_platform.py`` checks that
+# a real sweep still writes its columns.
+RECORDED_SWEEP = REPO / "tests" / "data" / "tiny_budget_sweep-results.csv"
 
 
 def sweep_command(workdir: Path, name: str, config: dict) -> list[str]:

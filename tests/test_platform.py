@@ -17,6 +17,7 @@ import torch
 import yaml
 from mlflow.exceptions import MlflowException
 from PIL import Image
+from sweep_runs import RECORDED_SWEEP
 
 import dasvit
 from dasvit.cli import main as cli_main
@@ -212,7 +213,7 @@ def test_sweep_writes_the_results_table(sweep):
     assert set(table["search_run_id"]) == {r.info.run_id for r in _kind(runs, "search")}
     # the recorded table the comparison scripts' smoke tests start from has no column a sweep no longer writes
     # (beside the tuned knobs': that sweep also tunes embed_dim and depth)
-    recorded = pd.read_csv(REPO / "tests" / "data" / "tiny_budget_sweep-results.csv")
+    recorded = pd.read_csv(RECORDED_SWEEP)
     assert set(recorded) - {"embed_dim", "depth"} <= set(table)
 
 

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from sweep_runs import TINY
+from sweep_runs import RECORDED_SWEEP, TINY
 
 from dasvit.genotype import BlockGenotype, Edge, Genotype, InputSpec
 from dasvit.metrics import count_macs
@@ -55,10 +55,8 @@ EXPERIMENTS = {  # script -> (extra args, rows its table must have with one seed
     "sweep_vs_baselines": ([], 4),  # both start from the recorded sweep below, found in their cache
     "cnn_gap": ([], 1),
 }
-# The comparison scripts' smoke sweep (``experiments/configs/tiny_budget.yaml``, seed 0), recorded: its results
-# table and wall seconds, placed where the scripts cache their sweeps, so that the suite runs no third whole sweep
-# for them (``tests/test_platform.py`` checks that a real sweep's table still has these columns).
-RECORDED_SWEEP = REPO / "tests" / "data" / "tiny_budget_sweep-results.csv"
+# The recorded smoke sweep's wall seconds: with its table, placed where the comparison scripts cache their sweeps,
+# so that the suite runs no third whole sweep for them.
 RECORDED_SWEEP_SECONDS = 56.9
 
 # Runs scripts one after another in one interpreter (argv[1], JSON: key -> [script path, *argv]), each as
@@ -251,7 +249,7 @@ def test_random_search_draws_sized_networks_within_the_budget(monkeypatch, tmp_p
     common = sys.modules["common"]
     trained = []
     monkeypatch.setattr(module, "retrain", lambda genotype, *_: trained.append(genotype) or SimpleNamespace(test_acc=0.5))
-    args = SimpleNamespace(out=tmp_path, tracking_uri=tracking.default_tracking_uri(tmp_path), seeds="0", smoke=True)
+    args = SimpleNamespace(out=tmp_path, tracking_uri=tracking.default_tracking_uri(tmp_path), seeds=[0], smoke=True)
     budget = 60_000
     with common.Experiment("random_sized", args) as exp:
         module.random_search(exp, common.budget(True), 0, 0.5, 1, widths=[8, 16], depths=[1, 2, 3], max_macs=budget)
