@@ -57,16 +57,20 @@ def _read_config_file(path: str) -> dict[str, Any]:
 
 def _data_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", choices=DATASETS, help="data set (default: mnist5k, embedded)")
-    parser.add_argument("--data-root", help="root folder of cifar10/cifar100/imagefolder data")
-    parser.add_argument("--download", action="store_true", help="allow torchvision to download CIFAR into --data-root")
+    parser.add_argument("--data-root", help="root folder of fashion-mnist (default: Debian's path or the checkout's "
+                        ".data/), cifar10/cifar100 or imagefolder data")
+    parser.add_argument("--download", action="store_true",
+                        help="allow torchvision to download fashion-mnist or CIFAR into --data-root")
     parser.add_argument("--image-size", type=int, help="resize images to this side (default: the data set's)")
+    parser.add_argument("--train-images", type=int, help="use this many non-test images (default: all; fashion-mnist: "
+                        "its protocol's 10,000 of 50,000)")
 
 
 def _data_config(args: argparse.Namespace, base: DataConfig) -> DataConfig:
     return replace(
         base,
-        **{k: v for k, v in {"dataset": args.dataset, "data_root": args.data_root, "image_size": args.image_size}.items()
-           if v is not None},
+        **{k: v for k, v in {"dataset": args.dataset, "data_root": args.data_root, "image_size": args.image_size,
+                             "train_images": args.train_images}.items() if v is not None},
         download=args.download or base.download,
     )
 

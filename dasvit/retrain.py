@@ -14,9 +14,10 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import Dataset
 
 from dasvit.config import RetrainConfig
-from dasvit.data import ImageData, make_loader, retrain_splits
+from dasvit.data import ImageData, make_loader, retrain_splits, selection_split
 from dasvit.genotype import Genotype
 from dasvit.io import atomic_write_text
 from dasvit.metrics import count_macs, count_params, evaluate
@@ -38,6 +39,7 @@ class RetrainResult:
     epochs: int
     seconds: float
     late_gain: float  # best accuracy of the last PLATEAU_WINDOW epochs minus the best before them: ~0 at plateau
+    val_acc: float | None = None  # on the data set's selection split, where it has one (what selection reads)
 
 
 def late_gain(accuracies: list[float], window: int = PLATEAU_WINDOW) -> float:
@@ -82,6 +84,17 @@ def retrain(
     return result
 
 
+def _epoch_scores(model: nn.Module, selection_set: Dataset | None, test_set: Dataset,
+                  device: torch.device) -> dict[str, float]:
+    """What one epoch is judged by: the selection split where the data set holds one out (the test split is then
+    read once, at the end), else the test split."""
+    if selection_set is None:
+        test_loss, test_acc = evaluate(model, test_set, device)
+        return {"test_loss": test_loss, "test_acc": test_acc}
+    val_loss, val_acc = evaluate(model, selection_set, device)
+    return {"val_loss": val_loss, "val_acc": val_acc}
+
+
 def train_from_scratch(
     model: nn.Module,
     config: RetrainConfig,
@@ -99,6 +112,7 @@ def train_from_scratch(
     params, macs = count_params(model), count_macs(model, image_size, data.in_chans)
     model = autocast_forward(model, device, precision)  # after counting: the counter wants the plain forward
     train_set, test_set = retrain_splits(data, image_size)
+    selection_set = selection_split(data, image_size)
     steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = warmup_cosine(optimizer, config.warmup_epochs * steps_per_epoch, config.epochs * steps_per_epoch)
@@ -121,17 +135,21 @@ def train_from_scratch(
                 loss_sum += float(loss.detach()) * len(labels)
                 correct += int((logits.argmax(1) == labels).sum())
                 count += len(labels)
-            test_loss, test_acc = evaluate(model, test_set, device)
-            rows.append({"epoch": epoch, "lr": scheduler.get_last_lr()[0], "train_loss": loss_sum / count,
-                         "train_acc": correct / count, "test_loss": test_loss, "test_acc": test_acc})
+            row = {"epoch": epoch, "lr": scheduler.get_last_lr()[0], "train_loss": loss_sum / count,
+                   "train_acc": correct / count}
+            row.update(_epoch_scores(model, selection_set, test_set, device))
+            rows.append(row)
             if out_dir is not None:
                 Path(out_dir).mkdir(parents=True, exist_ok=True)
                 atomic_write_text(Path(out_dir) / "metrics.csv", pd.DataFrame(rows).to_csv(index=False))
             if on_epoch_end is not None:
                 on_epoch_end(rows[-1])
-            bar.update(test_acc=f"{test_acc:.3f}")
-    result = RetrainResult(rows[-1]["test_acc"], rows[-1]["test_loss"], params, macs, config.epochs,
-                           time.perf_counter() - start, late_gain([row["test_acc"] for row in rows]))
+            bar.update(**{k: f"{row[k]:.3f}" for k in ("val_acc", "test_acc") if k in row})
+    watched = "test_acc" if selection_set is None else "val_acc"
+    test_loss, test_acc = (rows[-1]["test_loss"], rows[-1]["test_acc"]) if selection_set is None \
+        else evaluate(model, test_set, device)
+    result = RetrainResult(test_acc, test_loss, params, macs, config.epochs, time.perf_counter() - start,
+                           late_gain([row[watched] for row in rows]), rows[-1].get("val_acc"))
     if out_dir is not None:
         out = Path(out_dir)
         atomic_write_text(out / "result.json", json.dumps(asdict(result), indent=2) + "\n")

@@ -197,7 +197,7 @@ class DataError(ValueError):
 
 
 BUILTIN_DATASETS = ("digits", "mnist5k")
-DATASETS = BUILTIN_DATASETS + ("cifar10", "cifar100", "imagefolder")
+DATASETS = BUILTIN_DATASETS + ("fashion-mnist", "cifar10", "cifar100", "imagefolder")
 
 
 @dataclass(frozen=True)
@@ -209,6 +209,7 @@ class DatasetDefaults:
 DEFAULTS = {
     "digits": DatasetDefaults(8, 2),
     "mnist5k": DatasetDefaults(28, 4),
+    "fashion-mnist": DatasetDefaults(28, 4),
     "cifar10": DatasetDefaults(32, 4),
     "cifar100": DatasetDefaults(32, 4),
     "imagefolder": DatasetDefaults(224, 16),

@@ -147,3 +147,17 @@ def test_asha_ranks_a_restored_trial_at_its_true_rung():
     decision = scheduler.on_trial_result(None, restored, {"training_iteration": 1, "epochs_done": 3, "objective": 0.1})
     assert decision == TrialScheduler.STOP
 
+
+
+@pytest.mark.parametrize("asha,stages,rungs", [
+    ({"grace_period": 3, "reduction_factor": 2}, [3, 3, 3], [3, 6]),
+    ({"grace_period": 15, "reduction_factor": 2}, [15, 15, 20], [15, 30]),
+    ({"grace_period": 3, "reduction_factor": 2}, [3, 3, 3, 3], [3, 6, 12]),
+])
+def test_asha_compares_trials_only_at_stage_ends(asha, stages, rungs):
+    """The rungs Ray's scheduler places are the ones the config checks, and each is a stage end: every trial is
+    compared on the genotype of the same stage, at the same epoch."""
+    search = {"data": {"dataset": "digits"}, "stages": [{"depth": 1 + i, "epochs": e} for i, e in enumerate(stages)]}
+    config = SweepConfig.from_dict({**SweepConfig.load().to_dict(), "asha": asha, "search": search})
+    placed = sorted(milestone for milestone, _ in make_scheduler(config)._brackets[0]._rungs)
+    assert placed == config.asha_rungs == rungs and set(rungs) <= set(config.stage_ends)

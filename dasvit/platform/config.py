@@ -5,6 +5,7 @@ It ships inside the package because ``ray submit`` uploads only the entry script
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
@@ -165,6 +166,12 @@ class SweepConfig:
         self.base_search().validate()
         if self.asha.grace_period < 1 or self.asha.reduction_factor < 2:
             raise ConfigError(f"asha: grace_period >= 1 and reduction_factor >= 2, got {asdict(self.asha)}")
+        stage_ends = self.stage_ends
+        off_stage = [rung for rung in self.asha_rungs if rung not in stage_ends]
+        if off_stage:
+            raise ConfigError(f"asha: rung(s) at epoch {off_stage} of {asdict(self.asha)} fall inside a search stage "
+                              f"(stages end at epochs {stage_ends}): ASHA would compare the genotypes of different "
+                              "stages; choose a grace_period and reduction_factor whose rungs are stage ends")
         if self.retrain.top_k < 0 or self.retrain.epochs < 1:
             raise ConfigError(f"retrain: top_k >= 0 and epochs >= 1, got {asdict(self.retrain)}")
         return self
@@ -172,6 +179,22 @@ class SweepConfig:
     @property
     def data(self) -> DataConfig:
         return self.base_search().data
+
+    @property
+    def stage_ends(self) -> list[int]:
+        ends, epoch = [], 0
+        for stage in self.base_search().stages:
+            epoch += stage.epochs
+            ends.append(epoch)
+        return ends
+
+    @property
+    def asha_rungs(self) -> list[int]:
+        """The epochs at which ASHA compares trials, placed as Ray's one-bracket ``ASHAScheduler`` places them:
+        grace_period x reduction_factor^k for k < log(max_t / grace_period) / log(reduction_factor) + 1."""
+        grace, factor = self.asha.grace_period, self.asha.reduction_factor
+        count = int(math.log(self.total_epochs / grace) / math.log(factor) + 1) if grace <= self.total_epochs else 0
+        return [grace * factor**k for k in range(count)]
 
     @property
     def total_epochs(self) -> int:

@@ -1,4 +1,4 @@
-"""Accuracy against cost over a sweep's trials: which trials are Pareto-optimal in (objective up, MACs down), and
+"""Accuracy against cost over a sweep's trials: which trials are Pareto-optimal in (estimated accuracy up, MACs down), and
 the figure logged to the sweep's MLflow run. A user asking for "the best network under N MACs" reads the front."""
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def plot_pareto(table: pd.DataFrame, max_macs: int | None = None, score: str = "
     ax.plot(front[cost], front[score], color="C3", marker="o", markersize=5, label="Pareto front")
     if max_macs is not None:
         ax.axvline(max_macs, color="grey", linestyle=":", label=f"max_macs {max_macs:,}")
-    ax.set(xlabel="MACs per image of the genotype", ylabel=score, title="objective against cost, one point per trial")
+    ax.set(xlabel="MACs per image of the genotype", ylabel=score, title="accuracy estimate against cost, per trial")
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

@@ -95,14 +95,18 @@ def retrain_task(job: RetrainJob, data: ImageData) -> dict[str, Any]:
                              precision=job.precision,
                              on_epoch_end=lambda row: tracking.log_metrics(client, run_id, row, step=row["epoch"]))
             model_store.log_model(client, run_id, folder, model_store.example_pixels(data, config.data.resolved_image_size))
-        tracking.log_metrics(client, run_id, {"test_acc": result.test_acc, "params": result.params,
-                                              "macs": result.macs, "retrain_seconds": result.seconds}, step=config.epochs)
+        final = {"test_acc": result.test_acc, "params": result.params, "macs": result.macs,
+                 "retrain_seconds": result.seconds}
+        if result.val_acc is not None:
+            final["selection_acc"] = result.val_acc
+        tracking.log_metrics(client, run_id, final, step=config.epochs)
     except BaseException as err:
         tracking.end_run(client, run_id, "FAILED", error=repr(err))
         raise
     tracking.end_run(client, run_id, "FINISHED")
     return {"search_run_id": job.search_run_id, "trial_id": job.trial_id, "retrain_run_id": run_id,
-            "test_acc": result.test_acc, "retrain_params": result.params, "retrain_macs": result.macs}
+            "selection_acc": result.val_acc, "test_acc": result.test_acc, "retrain_params": result.params,
+            "retrain_macs": result.macs}
 
 
 def retrain_top(
@@ -133,10 +137,12 @@ def retrain_top(
         if not finished:
             continue
         done.append(ray.get(finished[0]))
+        selection = done[-1]["selection_acc"]
         print(f"  retrained {len(done)}/{len(candidates)}: trial {done[-1]['trial_id'] or done[-1]['search_run_id'][:8]} "
-              f"test_acc {done[-1]['test_acc']:.3f} (MLflow run {done[-1]['retrain_run_id']})", flush=True)
-    results = pd.DataFrame(done, columns=["search_run_id", "retrain_run_id", "test_acc", "retrain_params",
-                                          "retrain_macs"])
+              + (f"selection_acc {selection:.3f} " if selection is not None else "")
+              + f"test_acc {done[-1]['test_acc']:.3f} (MLflow run {done[-1]['retrain_run_id']})", flush=True)
+    results = pd.DataFrame(done, columns=["search_run_id", "retrain_run_id", "selection_acc", "test_acc",
+                                          "retrain_params", "retrain_macs"])
     return candidates.merge(results, on="search_run_id", how="left")
 
 

@@ -24,7 +24,7 @@ from dasvit.config import ConfigError
 from dasvit.data import DataError, ImageData, load_data
 from dasvit.genotype import blocks_id
 from dasvit.io import atomic_write_text
-from dasvit.platform import model_store, sweep_state, tracking
+from dasvit.platform import model_store, study_report, sweep_state, tracking
 from dasvit.platform.cluster_check import alive_nodes, check_shared
 from dasvit.platform.config import INTEGER_TUNABLE, SweepConfig
 from dasvit.platform.interrupt import Interrupt
@@ -205,23 +205,27 @@ def run_sweep(plan: SweepPlan, argv: Sequence[str] | None, interrupt: Interrupt)
                                 precision=config.precision, stop=lambda: interrupt.signum is not None)
         if interrupt.signum is not None:
             return stop_interrupted(interrupt, plan, parent_run_id, argv)
-        table = table.merge(retrained[["search_run_id", "test_acc", "retrain_run_id"]], on="search_run_id", how="left")
-    table["pareto"] = pareto_mask(table, OBJECTIVE_METRIC, "macs")
+        table = table.merge(retrained[["search_run_id", "selection_acc", "test_acc", "retrain_run_id"]],
+                            on="search_run_id", how="left")
+    table["pareto"] = pareto_mask(table, accuracy_estimate(config.objective), "macs")
     table = table.sort_values(OBJECTIVE_METRIC, ascending=False, na_position="last")
     if "retrain_run_id" in table and table["retrain_run_id"].notna().any():
         register_best(client, config.experiment, table, parent_run_id)
     csv_path = plan.state_dir / f"{plan.name}-results.csv"
     atomic_write_text(csv_path, table.to_csv(index=False))
     client.log_artifact(parent_run_id, str(csv_path))
-    client.log_figure(parent_run_id, plot_pareto(table, config.max_macs, OBJECTIVE_METRIC), "plots/pareto.png")
+    client.log_figure(parent_run_id, plot_pareto(table, config.max_macs, accuracy_estimate(config.objective)),
+                      "plots/pareto.png")
+    importances = study_report.report(client, parent_run_id, optuna_path(plan.state_dir, plan.name), plan.name)
     tracking.log_metrics(client, parent_run_id, {"sweep_seconds": time.perf_counter() - start,
                                                   "best_objective": float(table[OBJECTIVE_METRIC].max()),
                                                   "best_val_acc": float(table["val_acc"].max())}, step=0)
     failed = int((table["status"] == "error").sum())
     tracking.end_run(client, parent_run_id, "FINISHED")
     with pd.option_context("display.width", 200, "display.max_columns", 20):
-        unused = [c for c in ("proxy_val_acc",) if table[c].isna().all()]  # the proxy runs only with objective proxy
+        unused = [c for c in ("proxy_val_acc", "selection_acc") if c in table and table[c].isna().all()]
         print(table.drop(columns=["search_run_id", "retrain_run_id", *unused], errors="ignore").to_string(index=False))
+    print(importances)
     print(f"results: {csv_path}" + (f"\n{failed} trial(s) failed: see their MLflow runs (status FAILED)" if failed else ""))
     print(f"next: mlflow ui --backend-store-uri {plan.tracking_uri} --host 127.0.0.1, experiment "
           f"{config.experiment!r}, sweep run {parent_run_id} (search_run_id / retrain_run_id columns of the CSV name "
@@ -229,11 +233,25 @@ def run_sweep(plan: SweepPlan, argv: Sequence[str] | None, interrupt: Interrupt)
     return 0
 
 
+def accuracy_estimate(objective: str) -> str:
+    """The column that estimates each trial's accuracy, for the Pareto front against MACs: the objective where it is
+    an accuracy (``proxy``, ``supernet``), else the supernet's search-val accuracy (every trial has one)."""
+    return OBJECTIVE_METRIC if objective in ("proxy", "supernet") else "val_acc"
+
+
+def champion_row(table: pd.DataFrame) -> pd.Series:
+    """The retrained trial to hand back: the best retrained accuracy on the selection split where the data set holds
+    one out, else the first retrained trial by the objective (``table`` is sorted by it). Never test accuracy."""
+    retrained = table[table["retrain_run_id"].notna()]
+    if "selection_acc" in retrained and retrained["selection_acc"].notna().any():
+        return retrained.loc[retrained["selection_acc"].idxmax()]
+    return retrained.iloc[0]
+
+
 def register_best(client: Any, name: str, table: pd.DataFrame, parent_run_id: str) -> None:
-    """Register the best retrained genotype, by the sweep's objective (``table`` is sorted by it; test accuracy
-    never chooses), as the ``champion`` of the registered model ``name``. A store without a model registry is
-    reported once and the sweep goes on: the model stays logged with its retraining run."""
-    best = table[table["retrain_run_id"].notna()].iloc[0]
+    """Register the champion (``champion_row``) as the ``champion`` of the registered model ``name``. A store
+    without a model registry is reported once and the sweep goes on: the model stays logged with its retraining run."""
+    best = champion_row(table)
     tags = {model_store.SWEEP_TAG: parent_run_id, "genotype_id": best["genotype_id"], "trial_id": best["trial_id"],
             "objective": best[OBJECTIVE_METRIC], "test_acc": best["test_acc"], "macs": best["macs"]}
     try:

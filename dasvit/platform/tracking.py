@@ -263,7 +263,8 @@ def finished_retrains(client: MlflowClient, experiment_id: str, parent_run_id: s
             metrics = run.data.metrics
             done[run.data.tags["search_run_id"]] = {
                 "search_run_id": run.data.tags["search_run_id"], "trial_id": run.data.tags.get("trial_id", ""),
-                "retrain_run_id": run.info.run_id, "test_acc": metrics["test_acc"],
+                "retrain_run_id": run.info.run_id, "selection_acc": metrics.get("selection_acc"),
+                "test_acc": metrics["test_acc"],
                 "retrain_params": metrics.get("params"), "retrain_macs": metrics.get("macs")}
     return done
 
