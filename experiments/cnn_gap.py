@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser = common.parser(__doc__)
     parser.set_defaults(seeds="0,1,2,3,4")
     args = parser.parse_args(argv)
-    plan = common.budget(args.smoke)
+    plan = common.budget(args.smoke, args.dataset)
     budget = SweepConfig.load(SMOKE if args.smoke else CONFIG).max_macs
     with common.Experiment("cnn_gap", args) as exp:
         trials: list[pd.DataFrame] = []

@@ -9,6 +9,7 @@ experiments use the same searches, for instance. Delete the cache to recompute f
 from __future__ import annotations
 
 import argparse
+import ast
 import hashlib
 import json
 import time
@@ -21,8 +22,10 @@ from typing import Any
 
 import matplotlib
 import pandas as pd
+import torch
 from torch import nn
 
+import dasvit
 from dasvit.arglists import SEEDS
 from dasvit.checkpoint import resume
 from dasvit.config import DataConfig, RetrainConfig, SearchConfig
@@ -34,7 +37,7 @@ from dasvit.platform import tracking
 from dasvit.retrain import retrain, train_from_scratch
 from dasvit.search import SearchRun
 from dasvit.seeding import derived_seed, seed_everything
-from dasvit.vocabulary import StageSpec
+from dasvit.vocabulary import DATASETS, StageSpec
 
 matplotlib.use("Agg")
 
@@ -58,11 +61,19 @@ def budget(smoke: bool, dataset: str = "mnist5k") -> Budget:
     return Budget(SearchConfig(data=data), RetrainConfig(data=data))
 
 
+def results_dir(dataset: str) -> Path:
+    """Where a data set's results live: the embedded digits' at the top, every other set's in its own folder."""
+    return RESULTS if dataset == "mnist5k" else RESULTS / dataset.removesuffix("-mnist")
+
+
 def parser(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=SEEDS, default="0,1,2", help="comma-separated seeds (default 0,1,2)")
+    parser.add_argument("--dataset", choices=DATASETS, default="mnist5k",
+                        help="data set of the searches and retrainings (default mnist5k, embedded)")
     parser.add_argument("--smoke", action="store_true", help="a seconds-long run on 8x8 digits (CI)")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="results folder (default experiments/results)")
+    parser.add_argument("--out", type=Path, help="results folder (default experiments/results, or "
+                                                 "experiments/results/<data set> for another data set than mnist5k)")
     parser.add_argument("--tracking-uri", help="MLflow store (default sqlite:///<cwd>/mlflow.db)")
     return parser
 
@@ -71,14 +82,49 @@ def config_key(*parts: Any) -> str:
     return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
+# The modules whose code decides a retraining's numbers: the network, its ops, the data and its splits, the
+# recipe, the metrics, the seeding. A change to their code (not to a comment or docstring) is a new cache key.
+NUMERICS_MODULES = ("backbone", "baselines", "data", "fashion_mnist", "genotype", "metrics", "model", "ops",
+                    "precision", "retrain", "seeding", "token_selection")
+
+
+def code_of(path: Path) -> str:
+    """A module's code without its comments and docstrings (``ast.dump`` keeps no comment, and the docstrings are
+    stripped), so that rewording one does not invalidate the cache."""
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) and isinstance(
+                getattr(body[0], "value", None), ast.Constant) and isinstance(body[0].value.value, str):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree)
+
+
+def numerics_version() -> str:
+    """torch's version and a hash of the code of ``NUMERICS_MODULES``: what else makes a retraining's result."""
+    package = Path(dasvit.__file__).parent
+    code = hashlib.sha1("".join(code_of(package / f"{m}.py") for m in NUMERICS_MODULES).encode()).hexdigest()[:12]
+    return f"torch {torch.__version__}, dasvit code {code}"
+
+
+def retrain_key(config: RetrainConfig, genotype: Genotype | None, model_name: str,
+                holdout_seed: int | None) -> str:
+    """Everything that makes a retraining unique: the whole network (a genotype's blocks, width, patch, head and
+    input; or the model's name), the whole recipe with its data set and seed, the split it trains on, and the
+    numerics (torch and dasvit's code)."""
+    network = {k: v for k, v in genotype.to_dict().items() if k != "meta"} if genotype is not None else model_name
+    return config_key(network, asdict(config), {"holdout_seed": holdout_seed}, numerics_version())
+
+
 class Experiment:
     """One experiment script's run: an MLflow parent run, cached searches and retrainings as its child runs, and
     the results files. Use as a context manager: an exception ends the parent run FAILED, never RUNNING."""
 
     def __init__(self, name: str, args: argparse.Namespace):
-        self.name, self.out = name, Path(args.out)
+        self.name = name
+        self.out = Path(args.out) if args.out is not None else results_dir(getattr(args, "dataset", "mnist5k"))
         self.cache = self.out / "cache"
-        self.data_cache: dict[str, ImageData] = {}
+        self.data_cache: dict[DataConfig, ImageData] = {}
         uri = self.tracking_uri = tracking.resolve_uri(args.tracking_uri, Path.cwd())
         tracking.check_reachable(uri)
         self.client = tracking.client_for(uri)
@@ -96,10 +142,10 @@ class Experiment:
         tracking.end_run(self.client, self.run_id, "FINISHED" if error is None else "FAILED",
                          error=None if error is None else repr(error))
 
-    def data(self, dataset: str) -> ImageData:
-        if dataset not in self.data_cache:
-            self.data_cache[dataset] = load_data(DataConfig(dataset))
-        return self.data_cache[dataset]
+    def data(self, config: DataConfig) -> ImageData:
+        if config not in self.data_cache:
+            self.data_cache[config] = load_data(config)
+        return self.data_cache[config]
 
     @contextmanager
     def child(self, label: str, kind: str, params: dict[str, Any]) -> Iterator[str]:
@@ -116,7 +162,7 @@ class Experiment:
                on_epoch_end: Callable[[SearchRun, Any], None] | None = None) -> SearchRun:
         """The finished search for ``config``: from the cache, else run (and cached)."""
         folder = self.cache / "search" / config_key(config.to_dict())
-        run = SearchRun(config, self.data(config.data.dataset))
+        run = SearchRun(config, self.data(config.data))
         if not (resume(run, folder) and run.finished):
             run.run(out_dir=folder, on_epoch_end=on_epoch_end)
         with self.child(label, "search", config.to_dict()) as run_id:
@@ -134,16 +180,11 @@ class Experiment:
 
         With ``holdout_seed`` the network trains on the train half of that seed's search split and ``test_acc`` is
         its accuracy on the search-val half (``dasvit.data.search_holdout``): a selection figure, never the test."""
-        what = genotype.to_dict()["blocks"] if genotype is not None else model_name
-        extra = ({"embed_dim": genotype.embed_dim, "patch_size": genotype.patch_size, "head": genotype.head}
-                 if genotype is not None else {})
-        if holdout_seed is not None:
-            extra["holdout_seed"] = holdout_seed
-        path = self.cache / "retrain" / f"{config_key(what, extra, asdict(config))}.json"
+        path = self.cache / "retrain" / f"{retrain_key(config, genotype, model_name, holdout_seed)}.json"
         if path.is_file():
             result = json.loads(path.read_text())
         else:
-            data = self.data(config.data.dataset)
+            data = self.data(config.data)
             if holdout_seed is not None:
                 data = search_holdout(data, holdout_seed)
             if genotype is not None:  # the model folder (weights, card, genotype) beside the cached result
@@ -154,7 +195,7 @@ class Experiment:
             result = asdict(outcome)
             atomic_write_text(path, json.dumps(result, indent=2) + "\n")
         with self.child(label, "retrain", {"model": model_name or "genotype", **asdict(config)}) as run_id:
-            tracking.log_metrics(self.client, run_id, {k: float(v) for k, v in result.items()}, step=0)
+            tracking.log_metrics(self.client, run_id, {k: float(v) for k, v in result.items() if v is not None}, step=0)
             if genotype is not None:
                 self.client.log_text(run_id, genotype.to_json(), "genotype.json")
         return result

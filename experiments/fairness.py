@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser = common.parser(__doc__)
     parser.add_argument("--lambdas", type=LAMBDAS, default="0,0.5,2")
     args = parser.parse_args(argv)
-    plan = common.budget(args.smoke)
+    plan = common.budget(args.smoke, args.dataset)
     rows, histories = [], {}
     with common.Experiment("fairness", args) as exp:
         for lam in args.lambdas:

@@ -151,7 +151,7 @@ def searched_genotypes(exp: common.Experiment, args, plan: common.Budget) -> pd.
                 entry["val"].append(run.history[-1].val_acc)
                 entry["search_s"].append(sum(r.seconds for r in run.history))
                 entry["inherit"].append({})
-                holdout = search_holdout(exp.data(plan.retrain.data.dataset), seed)
+                holdout = search_holdout(exp.data(plan.retrain.data), seed)
                 for k in args.inherit_epochs:
                     config = RetrainConfig(data=plan.retrain.data, epochs=min(k, 1) if args.smoke else k,
                                            seed=PROXY_INIT_SEED)
@@ -165,7 +165,7 @@ def searched_genotypes(exp: common.Experiment, args, plan: common.Budget) -> pd.
 
 
 def score(exp: common.Experiment, args, plan: common.Budget, table: pd.DataFrame) -> pd.DataFrame:
-    data = exp.data(plan.search.data.dataset)
+    data = exp.data(plan.search.data)
     train, _ = search_splits(data, plan.search.data.resolved_image_size, TRUTH_SPLIT_SEED)
     batches = []
     for seed in ZERO_COST_SEEDS:  # the seed fixes the batch's images and their augmentation (torch's global RNG)
@@ -231,7 +231,7 @@ def default_candidate() -> str:
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
     args = parse_args(argv)
-    plan = common.budget(args.smoke)
+    plan = common.budget(args.smoke, args.dataset)
     default = default_candidate()
     candidates = (["supernet", "params", "macs", *ZERO_COST] + [proxy_name(k, b) for k, b in args.proxies]
                   + [f"inherit_e{k}" for k in args.inherit_epochs])

@@ -39,7 +39,7 @@ def random_search(exp: common.Experiment, plan: common.Budget, seed: int, budget
     within the budget."""
     config = plan.search
     widths, depths = list(widths) or [config.embed_dim], list(depths) or [config.stages[-1].depth]
-    data = exp.data(config.data.dataset)
+    data = exp.data(config.data)
     holdout = search_holdout(data, seed)
     spec = InputSpec(config.data.resolved_image_size, data.in_chans, data.num_classes)
     generator = torch.Generator().manual_seed(derived_seed(seed, 99))
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser = common.parser(__doc__)
     parser.add_argument("--proxy-epochs", type=int, default=3)
     args = parser.parse_args(argv)
-    plan = common.budget(args.smoke)
+    plan = common.budget(args.smoke, args.dataset)
     rows, draws = [], []
     with common.Experiment("random_search", args) as exp:
         for seed in args.seeds:

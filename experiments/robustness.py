@@ -34,7 +34,7 @@ def parse_args(argv: list[str] | None):
 
 
 def grid_rows(exp: common.Experiment, args) -> list[dict]:
-    plan = common.budget(args.smoke)
+    plan = common.budget(args.smoke, args.dataset)
     chance = 1.0 / 10
     rows = []
     for head in args.heads.split(","):
@@ -77,7 +77,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         ax.axhline(TARGET, color="grey", linestyle=":", linewidth=1)
         ax.set(xlabel="keep ratio r", ylabel="retrained test accuracy", title="one point per seed")
         ax.legend(fontsize=8)
-        exp.write(table, summary, fig, {"target": TARGET, "retrain_epochs": common.budget(args.smoke).retrain.epochs})
+        exp.write(table, summary, fig, {"target": TARGET,
+                                         "retrain_epochs": common.budget(args.smoke, args.dataset).retrain.epochs})
     return table
 
 

@@ -62,7 +62,7 @@ def timed_search(config: SearchConfig) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
     args = common.parser(__doc__).parse_args(argv)
-    plan = common.budget(args.smoke)
+    plan = common.budget(args.smoke, args.dataset)
     rows = []
     with common.Experiment("search_cost", args) as exp:
         for seed in args.seeds:

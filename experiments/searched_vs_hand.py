@@ -54,7 +54,7 @@ def compare(exp: common.Experiment, plan: common.Budget, seed: int, cnn_width: i
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
     args = common.parser(__doc__).parse_args(argv)
-    plan = common.budget(args.smoke)
+    plan = common.budget(args.smoke, args.dataset)
     with common.Experiment("searched_vs_hand", args) as exp:
         rows = [row for seed in args.seeds for row in compare(exp, plan, seed, 4 if args.smoke else CNN_WIDTH)]
         table = pd.DataFrame(rows)

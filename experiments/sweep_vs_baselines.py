@@ -34,6 +34,7 @@ from dasvit.baselines import SmallCNN
 from dasvit.genotype import genotype_from_dict
 from dasvit.io import atomic_write_text
 from dasvit.platform.config import SweepConfig, tune_values
+from dasvit.platform.sweep_run import champion_row
 from dasvit.quick_exit import freeze_heap_at_exit
 
 CORES = 2
@@ -112,9 +113,9 @@ def random_budget(sweep_s: float, smoke: bool) -> float:
 
 
 def sweep_pick(table: pd.DataFrame) -> pd.Series:
-    """What the sweep hands back: the trial of its best retrained genotype by the sweep's own objective (never by
-    test)."""
-    return table[table["test_acc"].notna()].sort_values("objective", ascending=False).iloc[0]
+    """What the sweep hands back: its champion (``dasvit.platform.sweep_run.champion_row``: by retrained selection
+    accuracy where the data set holds a selection split out, else by the sweep's own objective; never by test)."""
+    return champion_row(table.sort_values("objective", ascending=False))
 
 
 def small_cnn(exp: common.Experiment, plan: common.Budget, seed: int, smoke: bool) -> dict:
@@ -130,7 +131,7 @@ def _sized(result: dict) -> dict:
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
     args = common.parser(__doc__).parse_args(argv)
-    plan = common.budget(args.smoke)
+    plan = common.budget(args.smoke, args.dataset)
     with common.Experiment("sweep_vs_baselines", args) as exp:
         uri = exp.tracking_uri
         trials: list[pd.DataFrame] = []

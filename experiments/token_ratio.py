@@ -28,7 +28,7 @@ def parse_args(description: str, argv: list[str] | None) -> argparse.Namespace:
 
 def ratio_table(exp: common.Experiment, args: argparse.Namespace) -> pd.DataFrame:
     """One row per (r, seed): the search's cost and val accuracy next to its genotype's retrained accuracy."""
-    plan = common.budget(args.smoke)
+    plan = common.budget(args.smoke, args.dataset)
     rows = []
     for ratio in args.ratios:
         for seed in args.seeds:

@@ -36,7 +36,7 @@ def transfer(exp: common.Experiment, plan: common.Budget, source: str, target: s
         config = plan.search.with_overrides(seed=seed, data=DataConfig(dataset, data_root=root))
         return exp.search(config, f"search-{dataset}-seed{seed}").genotype()
 
-    data = exp.data(target) if root is None else None
+    data = exp.data(DataConfig(target)) if root is None else None
     config = replace(plan.retrain, seed=seed, data=DataConfig(target, data_root=root))
     in_chans, classes = (data.in_chans, data.num_classes) if data else (3, 100 if target == "cifar100" else 10)
     rows = []
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser = common.parser(__doc__)
     parser.add_argument("--cifar-root", help="a folder with torchvision's CIFAR-10 and CIFAR-100 files")
     args = parser.parse_args(argv)
-    plan = common.budget(args.smoke)
+    plan = common.budget(args.smoke, args.dataset)
     pairs = [(s, t, None) for s, t in PAIRS[:1 if args.smoke else None]]
     if args.cifar_root:
         pairs.append(("cifar10", "cifar100", args.cifar_root))

@@ -22,7 +22,7 @@ from sweep_runs import RECORDED_SWEEP
 
 import dasvit
 from dasvit.cli import main as cli_main
-from dasvit.config import ConfigError, DataConfig
+from dasvit.config import ConfigError, DataConfig, RetrainConfig
 from dasvit.data import ImageData, load_data
 from dasvit.genotype import genotype_from_dict
 from dasvit.metrics import count_params
@@ -33,6 +33,7 @@ from dasvit.platform.ray_session import RAY_ENV, release_leftover_placement_grou
 from dasvit.platform.retrain_jobs import main as retrain_main
 from dasvit.platform.retrain_jobs import top_search_runs
 from dasvit.platform.sweep import main
+from dasvit.retrain import retrain
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = str(REPO / "experiments" / "configs" / "tiny.yaml")
@@ -113,6 +114,21 @@ def test_sweep_retrains_the_best_genotype_and_links_it(sweep):
     assert client.download_artifacts(retrained.info.run_id, "genotype.json")
     assert tracking.load_genotype_artifact(client, retrained.info.run_id)["blocks"] == scored["blocks"]
     assert {"test_acc", "params", "macs"} <= set(retrained.data.metrics)
+
+
+@pytest.mark.slow
+def test_the_sweeps_retraining_gives_the_number_an_in_process_retraining_gives(sweep):
+    """One retraining, one number: the sweep's retraining task (a Ray task with one torch thread) and an in-process
+    retraining of the same genotype, seed, recipe and data (the process's threads, as ``dasvit retrain`` and the
+    experiment scripts run it) reach the same accuracy."""
+    _, client, runs = sweep
+    (retrained,) = _kind(runs, "retrain")
+    params = retrained.data.params
+    genotype = genotype_from_dict(tracking.load_genotype_artifact(client, retrained.info.run_id))
+    config = RetrainConfig(data=DataConfig(params["retrain.data.dataset"]), epochs=int(params["retrain.epochs"]),
+                           seed=int(params["retrain.seed"]))
+    assert torch.get_num_threads() > 1
+    assert retrain(genotype, config, _load_marked(config.data)).test_acc == retrained.data.metrics["test_acc"]
 
 
 @pytest.mark.slow

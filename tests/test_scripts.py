@@ -3,6 +3,7 @@ its results files and logs a finished MLflow parent run with one child run per s
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -18,6 +19,7 @@ import torch
 import yaml
 from sweep_runs import RECORDED_SWEEP, TINY
 
+from dasvit.config import DataConfig, RetrainConfig
 from dasvit.genotype import BlockGenotype, Edge, Genotype, InputSpec
 from dasvit.metrics import count_macs
 from dasvit.model import build_model
@@ -264,8 +266,38 @@ def test_the_sweeps_pick_in_the_comparison_is_by_objective_never_by_test_accurac
     monkeypatch.syspath_prepend(str(REPO / "experiments"))
     module = load_script("experiments/sweep_vs_baselines.py", "sweep_vs_baselines_pick")
     table = pd.DataFrame({"trial_id": ["a", "b", "c"], "objective": [90_000, 40_000, 120_000],
-                          "test_acc": [0.97, 0.98, float("nan")]})
+                          "test_acc": [0.97, 0.98, float("nan")], "retrain_run_id": ["ra", "rb", float("nan")]})
     assert module.sweep_pick(table)["trial_id"] == "a"
+    with_selection = table.assign(selection_acc=[0.90, 0.91, float("nan")], test_acc=[0.99, 0.80, float("nan")])
+    assert module.sweep_pick(with_selection)["trial_id"] == "b"  # the selection split decides, not the objective
+
+
+def test_the_retrain_cache_key_names_everything_that_makes_a_retraining(monkeypatch, tmp_path):
+    """Two retrainings share a cached result only if network, recipe, data, split and numerics all agree: a key
+    that missed one reported a stale accuracy for a genotype and seed that another script retrained anew."""
+    monkeypatch.syspath_prepend(str(REPO / "experiments"))
+    common = importlib.import_module("common")
+    block = BlockGenotype(2, (Edge(0, 1, "attn_h2"), Edge(1, 2, "mlp_r2")))
+    genotype = Genotype(16, 2, InputSpec(8, 1, 10), (block,), {"searched": "seed 0"}, "avg")
+    config = RetrainConfig(data=DataConfig("digits"), epochs=2)
+    key = common.retrain_key(config, genotype, "", None)
+    assert common.retrain_key(config, dataclasses.replace(genotype, meta={}), "", None) == key  # provenance only
+    variants = [
+        common.retrain_key(dataclasses.replace(config, seed=1), genotype, "", None),
+        common.retrain_key(dataclasses.replace(config, data=DataConfig("digits", train_images=900)), genotype, "", None),
+        common.retrain_key(config, dataclasses.replace(genotype, input=InputSpec(8, 3, 10)), "", None),
+        common.retrain_key(config, dataclasses.replace(genotype, head="cls"), "", None),
+        common.retrain_key(config, genotype, "", 0),
+        common.retrain_key(config, None, "small_cnn_w16", None),
+    ]
+    assert len({key, *variants}) == 1 + len(variants)
+    monkeypatch.setattr(common, "numerics_version", lambda: "torch 0, dasvit code 0")
+    assert common.retrain_key(config, genotype, "", None) != key
+    first, reworded, changed = (tmp_path / f"{name}.py" for name in ("a", "b", "c"))
+    first.write_text('"""Doc."""\n\ndef f(x):\n    """Why."""\n    return x + 1  # one\n')
+    reworded.write_text('"""Other doc."""\n\ndef f(x):\n    """Other why."""\n    return x + 1  # another\n')
+    changed.write_text('"""Doc."""\n\ndef f(x):\n    """Why."""\n    return x + 2  # one\n')
+    assert common.code_of(first) == common.code_of(reworded) != common.code_of(changed)
 
 
 @pytest.mark.slow
