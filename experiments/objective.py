@@ -11,7 +11,7 @@ point, the size of the differences to rank), so the study also reports how well 
 genotypes by another (``truth_repeat``): no candidate can be expected to predict a single retraining better.
 
 Candidates, each scored on the same genotypes:
-- ``supernet``: the supernet's search-val accuracy at the end of the search (the sweep's objective before this one);
+- ``supernet``: the supernet's search-val accuracy at the end of the search (the sweep's ``supernet`` objective);
 - ``params`` / ``macs``: the derived network's size (zero-cost, larger = better);
 - ``proxy_e<k>``: a short proxy retraining, the recipe compressed to k epochs on the same train half (another init
   seed than the ground truth's), scored on the search-val half;

@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from importlib import resources
 from pathlib import Path
 from types import SimpleNamespace
 
 import optuna
 import pytest
+import yaml
 from ray.tune.schedulers import TrialScheduler
 
 from dasvit.platform import tracking
@@ -161,3 +163,10 @@ def test_asha_compares_trials_only_at_stage_ends(asha, stages, rungs):
     config = SweepConfig.from_dict({**SweepConfig.load().to_dict(), "asha": asha, "search": search})
     placed = sorted(milestone for milestone, _ in make_scheduler(config)._brackets[0]._rungs)
     assert placed == config.asha_rungs == rungs and set(rungs) <= set(config.stage_ends)
+
+
+def test_the_spelled_out_laptop_config_is_the_packaged_default():
+    """``experiments/configs/laptop.yaml`` says it is the packaged default, key for key: it must stay so."""
+    laptop = Path(__file__).resolve().parents[1] / "experiments" / "configs" / "laptop.yaml"
+    assert yaml.safe_load(laptop.read_text()) == yaml.safe_load(
+        resources.files("dasvit.platform.configs").joinpath("default.yaml").read_text())

@@ -5,8 +5,8 @@ finished, and the driver would go on to retrain half-searched genotypes). So Tun
 off, both signals are routed to SIGUSR1 once Tune listens for it, and the driver asks ``Interrupt.signum`` after
 each phase: set, it starts nothing new, marks what was running as interrupted and exits 128 + signal number.
 A second signal while stopping raises ``KeyboardInterrupt`` at once. Enter it after ``ray.init``: Ray's driver
-installs a C-level SIGTERM handler that dumps a stack and exits, leaving MLflow runs RUNNING (seen on the H200 run
-of 2026-11-26, when ``timeout`` stopped a sweep); handlers installed later take precedence.
+installs a C-level SIGTERM handler that dumps a stack and exits, leaving MLflow runs RUNNING (as when
+``timeout`` stops a sweep); handlers installed later take precedence.
 """
 
 from __future__ import annotations
