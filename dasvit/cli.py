@@ -252,10 +252,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dasvit", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _add_search(sub: Any) -> None:
+    """``dasvit search``: the data, the search space and schedule, where the search runs."""
     search = sub.add_parser("search", help="run a progressive DASViT search and write genotype.json")
     _data_args(search)
     search.add_argument("--config", help="YAML/JSON search config (flags override it)")
@@ -287,6 +285,9 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--quiet", action="store_true", help="no progress bars")
     search.set_defaults(func=cmd_search)
 
+
+def _add_retrain(sub: Any) -> None:
+    """``dasvit retrain``: a genotype (file or preset) trained from scratch."""
     retrain = sub.add_parser("retrain", help="train a genotype from scratch as a plain ViT")
     retrain.add_argument("genotype", help=f"genotype JSON file or preset ({', '.join(PRESETS)})")
     _data_args(retrain)
@@ -299,6 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
     retrain.add_argument("--quiet", action="store_true")
     retrain.set_defaults(func=cmd_retrain)
 
+
+def _add_show(sub: Any) -> None:
+    """``dasvit show``: a genotype's blocks, parameters and MACs."""
     show = sub.add_parser("show", help="print a genotype's architecture, params and MACs")
     show.add_argument("genotype", help=f"genotype JSON file or preset ({', '.join(PRESETS)})")
     show.add_argument("--image-size", type=int)
@@ -306,6 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--num-classes", type=int)
     show.set_defaults(func=cmd_show)
 
+
+def _add_predict(sub: Any) -> None:
+    """``dasvit predict``: a trained model's classes for images."""
     predict = sub.add_parser("predict", help="classify images with a trained model")
     predict.add_argument("model", help="model folder (dasvit retrain --out), runs:/<run id>/model or "
                                        "models:/<name>@champion")
@@ -316,12 +323,22 @@ def build_parser() -> argparse.ArgumentParser:
                                                 "else ./mlflow.db)")
     predict.set_defaults(func=cmd_predict)
 
+
+def _add_export(sub: Any) -> None:
+    """``dasvit export``: a trained model for deployment."""
     export = sub.add_parser("export", help="export a trained model for deployment, checked against PyTorch")
     export.add_argument("model", help="model folder, runs:/<run id>/model or models:/<name>@champion")
     export.add_argument("--format", choices=EXPORT_FORMATS, default="onnx")
     export.add_argument("--out", help="output file (default model-<genotype id>.onnx or .pt2)")
     export.add_argument("--tracking-uri", help="MLflow store of an MLflow model URI")
     export.set_defaults(func=cmd_export)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dasvit", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_search, _add_retrain, _add_show, _add_predict, _add_export):
+        add(sub)
     return parser
 
 

@@ -5,6 +5,7 @@ sweep driver (Ctrl-C, SIGTERM) are in ``test_interrupts.py``."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -13,10 +14,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from fault_hooks import FAULT_ENV, FAULT_ONCE_ENV
 from sweep_runs import TINY, experiment_runs, run_sweep
 
 from dasvit.platform import tracking
-from dasvit.platform.trial_worker import FAULT_ENV, FAULT_ONCE_ENV
+from dasvit.platform.trial_worker import EPOCH_HOOK_ENV
 
 
 @pytest.mark.slow
@@ -34,7 +36,10 @@ def test_a_raising_trial_ends_failed_and_a_killed_worker_resumes_with_the_same_g
               "asha": {"grace_period": 4, "reduction_factor": 2},  # no early stopping: every trial runs 4 epochs
               "search": {**TINY["search"], "stages": [{"depth": 1, "epochs": 2}, {"depth": 2, "epochs": 2, "ops": 2}]}}
     once = tmp_path / "fault-fired"
-    done = run_sweep(tmp_path, "faults", config, {FAULT_ENV: "raise@1,raise@2,kill@2", FAULT_ONCE_ENV: str(once)})
+    done = run_sweep(tmp_path, "faults", config, {FAULT_ENV: "raise@1,raise@2,kill@2", FAULT_ONCE_ENV: str(once),
+                                                       EPOCH_HOOK_ENV: "fault_hooks:inject_fault",
+                                                       "PYTHONPATH": os.pathsep.join(
+                                                           [str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])})
     assert all(Path(f"{once}.{i}").exists() for i in range(3))  # every fault really fired
     assert "1 trial(s) failed" in done.stdout
     assert "Ray dashboard: http://127.0.0.1:" in done.stdout  # served on loopback only

@@ -9,11 +9,12 @@ Train restarts the group from the last checkpoint (``FailureConfig``) and the tr
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
-import signal
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,30 +36,18 @@ from dasvit.search import SearchRun
 
 STATE_FILE = "search_state.pt"
 RUN_FILE = "mlflow_run.json"
-# tests only: "raise@<epoch>" or "kill@<epoch>" (global epoch, after its checkpoint), several comma-separated
-FAULT_ENV = "DASVIT_TEST_FAULT"
-FAULT_ONCE_ENV = "DASVIT_TEST_FAULT_ONCE"  # tests only: a path; fault i fires only while <path>.<i> does not exist
+# "module:function", called on rank 0 with the global epoch after each epoch's report (its checkpoint registered):
+# how the reliability tests inject faults into a real trial (tests/fault_hooks.py), and a place for a user's own.
+EPOCH_HOOK_ENV = "DASVIT_EPOCH_HOOK"
 
 
-def _maybe_inject_fault(epoch: int) -> None:
-    """Fault injection for the reliability tests; inert unless ``DASVIT_TEST_FAULT`` is set. At ``epoch`` the first
-    listed fault for it that is not spent fires, so that one sweep can fail its trials one after another."""
-    spec = os.environ.get(FAULT_ENV)
+def epoch_hook() -> Callable[[int], None] | None:
+    """The function ``$DASVIT_EPOCH_HOOK`` names, imported; None when unset."""
+    spec = os.environ.get(EPOCH_HOOK_ENV)
     if not spec:
-        return
-    once = os.environ.get(FAULT_ONCE_ENV)
-    for index, fault in enumerate(spec.split(",")):
-        kind, _, at = fault.partition("@")
-        if epoch != int(at):
-            continue
-        if once:
-            try:
-                Path(f"{once}.{index}").touch(exist_ok=False)
-            except FileExistsError:
-                continue
-        if kind == "kill":
-            os.kill(os.getpid(), signal.SIGKILL)
-        raise RuntimeError(f"injected failure at epoch {epoch} ({FAULT_ENV}={fault})")
+        return None
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def genotype_size(run: SearchRun) -> tuple[int, int]:
@@ -86,69 +75,86 @@ def write_checkpoint(folder: str, run: SearchRun, run_id: str, score: TrialScore
     return Checkpoint.from_directory(folder)
 
 
+class TrialWorker:
+    """One worker of a trial: its search, its MLflow run (rank 0 logs) and its score; ``overhead`` times the parts
+    that are not the search itself (``dasvit.platform.overhead``)."""
+
+    def __init__(self, config: WorkerConfig, data_ref: ray.ObjectRef):
+        self.overhead = Overhead()
+        self.overhead.add("worker_group_start", time.time() - config.trial_started_at)  # with the worker's imports
+        self.config, self.setup = config, config.setup
+        torch.set_num_threads(max(1, int(self.setup.cpus_per_worker)))
+        self.rank = ray.train.get_context().get_world_rank()
+        self.hook = epoch_hook() if self.rank == 0 else None
+        with self.overhead.timed("data_loading"):
+            self.data = ray.get(data_ref)
+        with self.overhead.timed("model_build"):
+            self.run = SearchRun(config.search, self.data, device=ray.train.torch.get_device(), fused=self.setup.fused,
+                                 precision=self.setup.precision)
+        with self.overhead.timed("mlflow_logging"):
+            self.client = tracking.client_for(self.setup.tracking_uri)
+        with self.overhead.timed("checkpointing"):
+            self.run_id, self.score = restore_checkpoint(self.run)
+        if self.rank == 0 and self.run_id is None:
+            with self.overhead.timed("mlflow_logging"):
+                self.run_id = tracking.trial_run(self.client, self.setup.experiment_id, self.setup.parent_run_id,
+                                                 config.trial_id, config.trial_name, config.search,
+                                                 self.setup.workers_per_trial, self.setup.objective)
+
+    def epoch_metrics(self, record: EpochRecord, params: int, macs: int) -> dict[str, Any]:
+        """Called on every rank: whether the workers' alpha is still bit-identical is an all-gather, checked, not
+        assumed."""
+        alpha_in_sync = identical_across_ranks(self.run.model.arch_parameters())
+        # the objective and the supernet's figure first: Tune's console table shows the first few metrics reported
+        return {"objective": self.score.objective, "val_acc": record.val_acc, "stage": record.stage,
+                "epochs_done": record.global_epoch + 1, **vars(record), "proxy_val_acc": self.score.proxy_val_acc,
+                "genotype_params": params, "genotype_macs": macs, "alpha_in_sync": float(alpha_in_sync),
+                "mlflow_run_id": self.run_id or ""}
+
+    def on_epoch_end(self, search: SearchRun, record: EpochRecord) -> None:
+        setup, timed = self.setup, self.overhead.timed
+        with timed("genotype_size"):
+            params, macs = genotype_size(search)
+        with timed("objective"):  # every rank scores (the same result on each): none waits idle for rank 0
+            scored = self.score.update(search, record, params, macs, setup.objective, setup.proxy_epochs,
+                                       setup.max_macs, self.data, setup.precision)
+        metrics = self.epoch_metrics(record, params, macs)
+        with tempfile.TemporaryDirectory() as folder:
+            checkpoint = self.log_and_checkpoint(folder, search, metrics, record, scored) if self.rank == 0 else None
+            with timed("report"):
+                ray.train.report(metrics, checkpoint=checkpoint)
+        if self.hook is not None:
+            self.hook(record.global_epoch)
+
+    def log_and_checkpoint(self, folder: str, search: SearchRun, metrics: dict[str, Any], record: EpochRecord,
+                           scored: bool) -> Checkpoint:
+        """Rank 0: the epoch's MLflow metrics (and the scored genotype), then the checkpoint Tune will register."""
+        with self.overhead.timed("mlflow_logging"):
+            tracking.log_epoch(self.client, self.run_id, search, metrics, record)
+            if scored:
+                self.client.log_text(self.run_id, search.genotype().to_json(), tracking.SCORED_GENOTYPE)
+        with self.overhead.timed("checkpointing"):
+            checkpoint = write_checkpoint(folder, search, self.run_id, self.score)
+        if search.finished:  # before the last report: on it ASHA stops the trial (max_t) without warning
+            tracking.log_metrics(self.client, self.run_id, self.overhead.metrics(), step=0)
+            tracking.end_run(self.client, self.run_id, "FINISHED")
+        return checkpoint
+
+    def search(self) -> None:
+        run = self.run
+        try:
+            if run.finished:  # restored after its last epoch (the sweep died before Tune saw it): report it again
+                if self.rank == 0:
+                    tracking.end_run(self.client, self.run_id, "FINISHED")
+                ray.train.report(self.epoch_metrics(run.history[-1], *genotype_size(run)))
+            run.run(on_epoch_end=self.on_epoch_end)
+        except BaseException as err:
+            if self.rank == 0 and self.run_id is not None:
+                self.client.set_tag(self.run_id, "error", repr(err)[:5000])
+            raise
+
+
 def search_worker(config: WorkerConfig, data_ref: ray.ObjectRef) -> None:
     """The Ray Train loop run on every worker: resume or start, search, checkpoint and log after every epoch.
     The data set comes from the object store (``data_ref``), loaded once by the sweep, not by every worker."""
-    overhead = Overhead()
-    overhead.add("worker_group_start", time.time() - config.trial_started_at)  # with the worker's imports
-    setup = config.setup
-    torch.set_num_threads(max(1, int(setup.cpus_per_worker)))
-    rank = ray.train.get_context().get_world_rank()
-    with overhead.timed("data_loading"):
-        data = ray.get(data_ref)
-    with overhead.timed("model_build"):
-        run = SearchRun(config.search, data, device=ray.train.torch.get_device(), fused=setup.fused,
-                        precision=setup.precision)
-    with overhead.timed("mlflow_logging"):
-        client = tracking.client_for(setup.tracking_uri)
-    with overhead.timed("checkpointing"):
-        run_id, score = restore_checkpoint(run)
-    if rank == 0 and run_id is None:
-        with overhead.timed("mlflow_logging"):
-            run_id = tracking.trial_run(client, setup.experiment_id, setup.parent_run_id, config.trial_id,
-                                        config.trial_name, config.search, setup.workers_per_trial, setup.objective)
-
-    def epoch_metrics(record: EpochRecord, params: int, macs: int) -> dict[str, Any]:
-        """Called on every rank: whether the workers' alpha is still bit-identical is an all-gather, checked, not
-        assumed."""
-        alpha_in_sync = identical_across_ranks(run.model.arch_parameters())
-        # the objective and the supernet's figure first: Tune's console table shows the first few metrics reported
-        return {"objective": score.objective, "val_acc": record.val_acc, "stage": record.stage,
-                "epochs_done": record.global_epoch + 1, **vars(record), "proxy_val_acc": score.proxy_val_acc,
-                "genotype_params": params, "genotype_macs": macs, "alpha_in_sync": float(alpha_in_sync),
-                "mlflow_run_id": run_id or ""}
-
-    def on_epoch_end(search: SearchRun, record: EpochRecord) -> None:
-        with overhead.timed("genotype_size"):
-            params, macs = genotype_size(search)
-        with overhead.timed("objective"):  # every rank scores (the same result on each): none waits idle for rank 0
-            scored = score.update(search, record, params, macs, setup.objective, setup.proxy_epochs, setup.max_macs, data,
-                                  setup.precision)
-        metrics = epoch_metrics(record, params, macs)
-        with tempfile.TemporaryDirectory() as folder:
-            checkpoint = None
-            if rank == 0:
-                with overhead.timed("mlflow_logging"):
-                    tracking.log_epoch(client, run_id, search, metrics, record)
-                    if scored:
-                        client.log_text(run_id, search.genotype().to_json(), tracking.SCORED_GENOTYPE)
-                with overhead.timed("checkpointing"):
-                    checkpoint = write_checkpoint(folder, search, run_id, score)
-                if search.finished:  # before the last report: on it ASHA stops the trial (max_t) without warning
-                    tracking.log_metrics(client, run_id, overhead.metrics(), step=0)
-                    tracking.end_run(client, run_id, "FINISHED")
-            with overhead.timed("report"):
-                ray.train.report(metrics, checkpoint=checkpoint)
-        if rank == 0:
-            _maybe_inject_fault(record.global_epoch)
-
-    try:
-        if run.finished:  # restored after its last epoch (the sweep died before Tune saw it): report that again
-            if rank == 0:
-                tracking.end_run(client, run_id, "FINISHED")
-            ray.train.report(epoch_metrics(run.history[-1], *genotype_size(run)))
-        run.run(on_epoch_end=on_epoch_end)
-    except BaseException as err:
-        if rank == 0 and run_id is not None:
-            client.set_tag(run_id, "error", repr(err)[:5000])
-        raise
+    TrialWorker(config, data_ref).search()
