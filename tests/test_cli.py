@@ -40,6 +40,9 @@ SEARCH_CASES = [
     (["--dataset", "cifar10"], "needs a data root"),
     (["--dataset", "cifar10", "--data-root", "/nonexistent/cifar"], "data root '/nonexistent/cifar' does not exist"),
     (["--batch-size", "100000"], "batch size 100000 is larger than"),
+    (["--train-images", "0"], "train_images must be a positive int, got 0"),
+    (["--dataset", "fashion-mnist", "--train-images", "50001"], "train_images 50001 is more than the 50,000"),
+    (["--train-images", "5000"], "train_images 5000 is more than the 1438 non-test images of digits"),
 ]
 
 
