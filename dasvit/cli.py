@@ -119,7 +119,8 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     base = DataConfig(dataset=searched_on) if searched_on in DATASETS else DataConfig()
     config = RetrainConfig(
         data=_data_config(args, base),
-        **{k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed}.items()
+        **{k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
+                             "threads": args.threads}.items()
            if v is not None},
     ).validate(genotype.patch_size)
     from dasvit.data import load_data
@@ -295,6 +296,8 @@ def _add_retrain(sub: Any) -> None:
     retrain.add_argument("--batch-size", type=int)
     retrain.add_argument("--lr", type=float)
     retrain.add_argument("--seed", type=int)
+    retrain.add_argument("--threads", type=int, help="torch CPU threads (default 1, as a sweep's retraining task: the "
+                         "same genotype, seed and recipe then give the same accuracy)")
     retrain.add_argument("--out", default="runs/retrain", help="output folder (default runs/retrain)")
     retrain.add_argument("--device", default="cpu")
     retrain.add_argument("--quiet", action="store_true")

@@ -146,7 +146,9 @@ class RetrainConfig:
     """A standard ViT recipe: AdamW, linear warmup then cosine decay, label smoothing, augmentation.
 
     50 epochs: small ViTs need long schedules (a hand ViT goes from 43 % at 15 epochs to 91.5 % at 50 on mnist5k),
-    and every network, searched or baseline, is compared at plateau (``RetrainResult.late_gain``)."""
+    and every network, searched or baseline, is compared at plateau (``RetrainResult.late_gain``). ``threads`` fixes
+    torch's CPU threads for the retraining: the same genotype, seed and recipe then give the same accuracy in a
+    sweep's retraining task, ``dasvit retrain`` and the experiment scripts (on CPUs of one instruction set)."""
 
     data: DataConfig = field(default_factory=DataConfig)
     epochs: int = 50
@@ -157,10 +159,11 @@ class RetrainConfig:
     label_smoothing: float = 0.1
     grad_clip: float = 1.0
     seed: int = 0
+    threads: int = 1  # torch's CPU threads: their count changes the rounding, so it is part of the recipe
 
     def validate(self, patch_size: int) -> RetrainConfig:
         self.data.validate(patch_size)
-        for name in ("epochs", "batch_size"):
+        for name in ("epochs", "batch_size", "threads"):
             _check_positive(name.replace("_", " "), getattr(self, name))
         for name in ("lr", "grad_clip"):
             _check_positive(name, getattr(self, name), float)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,25 @@ def train_from_scratch(
     precision: str = "fp32",
 ) -> RetrainResult:
     """The retraining recipe for any image classifier, so that baselines (a hand ViT, a CNN) get the same one."""
+    with cpu_threads(config.threads):
+        return _train(model, config, data, out_dir, device, progress, on_epoch_end, precision)
+
+
+@contextmanager
+def cpu_threads(threads: int) -> Iterator[None]:
+    """torch's intra-op threads set to ``threads`` for the block, then restored: a float sum splits differently
+    over 1 and 2 threads, so the thread count is part of what makes a retraining's result."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _train(model: nn.Module, config: RetrainConfig, data: ImageData, out_dir: str | Path | None,
+           device: str | torch.device, progress: bool, on_epoch_end: Callable[[dict[str, Any]], None] | None,
+           precision: str) -> RetrainResult:
     device = torch.device(device)
     model = model.to(device)
     image_size = config.data.resolved_image_size

@@ -101,17 +101,18 @@ def code_of(path: Path) -> str:
 
 
 def numerics_version() -> str:
-    """torch's version and a hash of the code of ``NUMERICS_MODULES``: what else makes a retraining's result."""
+    """torch's version, the CPU kernels it runs (AVX2 and AVX-512 kernels round differently) and a hash of the code
+    of ``NUMERICS_MODULES``: what else makes a retraining's result besides its network, recipe and data."""
     package = Path(dasvit.__file__).parent
     code = hashlib.sha1("".join(code_of(package / f"{m}.py") for m in NUMERICS_MODULES).encode()).hexdigest()[:12]
-    return f"torch {torch.__version__}, dasvit code {code}"
+    return f"torch {torch.__version__} ({torch.backends.cpu.get_cpu_capability()}), dasvit code {code}"
 
 
 def retrain_key(config: RetrainConfig, genotype: Genotype | None, model_name: str,
                 holdout_seed: int | None) -> str:
     """Everything that makes a retraining unique: the whole network (a genotype's blocks, width, patch, head and
-    input; or the model's name), the whole recipe with its data set and seed, the split it trains on, and the
-    numerics (torch and dasvit's code)."""
+    input; or the model's name), the whole recipe with its data set, seed and threads, the split it trains on, and
+    the numerics (torch, its CPU kernels and dasvit's code)."""
     network = {k: v for k, v in genotype.to_dict().items() if k != "meta"} if genotype is not None else model_name
     return config_key(network, asdict(config), {"holdout_seed": holdout_seed}, numerics_version())
 

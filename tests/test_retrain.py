@@ -74,3 +74,23 @@ def test_retraining_is_reproducible_alone_twice_and_in_a_ray_task():
     finally:
         torch.set_num_threads(threads)
     assert first == second == in_ray
+
+
+@pytest.mark.parametrize("recipe_threads", [1, 2])
+def test_the_recipe_fixes_torchs_threads_whatever_the_process_runs(digits, recipe_threads):
+    """1 and 2 threads round a float sum differently, so a retraining runs with its recipe's thread count (a sweep's
+    retraining task, ``dasvit retrain`` and the scripts then agree) and leaves the process's own as it found it."""
+    before = torch.get_num_threads()
+    seen: list[int] = []
+    try:
+        for process_threads in (1, 2):
+            torch.set_num_threads(process_threads)
+            config = RetrainConfig(data=DataConfig("digits"), epochs=1, batch_size=64, threads=recipe_threads)
+            retrain(genotype_from_dict(GENOTYPE), config, digits,
+                    on_epoch_end=lambda _: seen.append(torch.get_num_threads()))
+            assert torch.get_num_threads() == process_threads
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [recipe_threads, recipe_threads]
+    with pytest.raises(ConfigError, match="threads must be a positive int, got 0"):
+        RetrainConfig(threads=0).validate(2)

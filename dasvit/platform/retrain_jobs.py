@@ -15,7 +15,6 @@ from typing import Any
 
 import pandas as pd
 import ray
-import torch
 
 from dasvit.config import ConfigError, DataConfig, RetrainConfig
 from dasvit.data import DataError, ImageData, load_data
@@ -78,7 +77,6 @@ def task_resources(cpus: float, gpus: float) -> dict[str, float]:
 def retrain_task(job: RetrainJob, data: ImageData) -> dict[str, Any]:
     """Retrain one genotype on ``data`` (Ray resolves it from the object store); log it as an MLflow run linked to
     its search run."""
-    torch.set_num_threads(max(1, int(job.cpus)))
     client = tracking.client_for(job.tracking_uri)
     genotype = genotype_from_dict(tracking.selected_genotype(client, job.search_run_id))
     config = job.config.validate(genotype.patch_size)
@@ -119,7 +117,7 @@ def retrain_top(
     candidates with the retraining results joined on. ``data_ref`` holds the data set ``data`` names, already loaded
     and put in the object store once: every task reads that copy. ``stop()`` true cancels the retrainings still
     running."""
-    config = RetrainConfig(data=data, epochs=epochs, seed=seed)
+    config = RetrainConfig(data=data, epochs=epochs, seed=seed, threads=max(1, int(cpus)))
     already = tracking.finished_retrains(tracking.client_for(tracking_uri), experiment_id, parent_run_id)
     jobs = [RetrainJob(row.search_run_id, row.trial_id, config, tracking_uri, experiment_id, parent_run_id, cpus, gpus,
                        precision) for row in candidates.itertuples() if row.search_run_id not in already]
