@@ -17,7 +17,7 @@ from dasvit.config import ConfigError, DataConfig, RetrainConfig, SearchConfig
 from dasvit.genotype import PRESETS, Genotype, GenotypeError, load_genotype
 from dasvit.io import CheckpointError, ModelError
 from dasvit.quick_exit import freeze_heap_at_exit
-from dasvit.vocabulary import COMPILE_MODES, DATASETS, DataError, OpError, StageSpec, validate_compile
+from dasvit.vocabulary import COMPILE_MODES, DataError, OpError, StageSpec, dataset_names, validate_compile
 
 # torch and the modules that need it are imported inside the commands, after the arguments are checked, so that a
 # usage error exits in about a second (tests/test_cli.py checks that torch is never imported on that path)
@@ -56,7 +56,7 @@ def _read_config_file(path: str) -> dict[str, Any]:
 
 
 def _data_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", choices=DATASETS, help="data set (default: mnist5k, embedded)")
+    parser.add_argument("--dataset", choices=dataset_names(), help="data set (default: mnist5k, embedded)")
     parser.add_argument("--data-root", help="root folder of fashion-mnist (default: Debian's path or the checkout's "
                         ".data/), cifar10/cifar100 or imagefolder data")
     parser.add_argument("--download", action="store_true",
@@ -116,7 +116,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_retrain(args: argparse.Namespace) -> int:
     genotype = load_genotype(args.genotype)
     searched_on = genotype.meta.get("dataset")
-    base = DataConfig(dataset=searched_on) if searched_on in DATASETS else DataConfig()
+    base = DataConfig(dataset=searched_on) if searched_on in dataset_names() else DataConfig()
     config = RetrainConfig(
         data=_data_config(args, base),
         **{k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,

@@ -8,13 +8,13 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from dasvit.vocabulary import (
-    DATASETS,
     DEFAULT_OPS,
     DEFAULT_STAGES,
-    DEFAULTS,
     HEADS,
     SearchSpace,
     StageSpec,
+    dataset_names,
+    dataset_spec,
     parse_op,
     validate_keep_ratio,
     validate_lambda,
@@ -52,8 +52,8 @@ class DataConfig:
     # default (Fashion-MNIST: its protocol's study size, 10,000 of 50,000; the others: all)
 
     def validate(self, patch_size: int) -> None:
-        if self.dataset not in DATASETS:
-            raise ConfigError(f"unknown data set {self.dataset!r}: choose from {', '.join(DATASETS)}")
+        if self.dataset not in dataset_names():
+            raise ConfigError(f"unknown data set {self.dataset!r}: choose from {', '.join(dataset_names())}")
         if self.train_images is not None:
             _check_positive("train_images", self.train_images)
             if self.dataset == "fashion-mnist" and self.train_images > FASHION_MAX_TRAIN_IMAGES:
@@ -66,7 +66,7 @@ class DataConfig:
 
     @property
     def resolved_image_size(self) -> int:
-        return self.image_size or DEFAULTS[self.dataset].image_size
+        return self.image_size or dataset_spec(self.dataset).image_size
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ class SearchConfig:
 
     @property
     def resolved_patch_size(self) -> int:
-        return self.patch_size or DEFAULTS[self.data.dataset].patch_size
+        return self.patch_size or dataset_spec(self.data.dataset).patch_size
 
     @property
     def space(self) -> SearchSpace:

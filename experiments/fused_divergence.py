@@ -30,7 +30,7 @@ from dasvit.progressive import prune_masks, pruning_strength
 from dasvit.quick_exit import freeze_heap_at_exit
 from dasvit.search import SearchRun
 from dasvit.seeding import derived_seed, seed_everything
-from dasvit.vocabulary import DATASETS
+from dasvit.vocabulary import dataset_names
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -112,7 +112,7 @@ def nudged(run: SearchRun) -> SearchRun:
 def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, default=2)
-    parser.add_argument("--dataset", choices=DATASETS, default="mnist5k")
+    parser.add_argument("--dataset", choices=dataset_names(), default="mnist5k")
     parser.add_argument("--epochs", type=int, help="epochs of every stage (default: the search's own)")
     parser.add_argument("--embed-dim", type=int, help="the supernet's width (default: the search's own)")
     parser.add_argument("--out", type=Path, default=RESULTS)

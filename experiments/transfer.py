@@ -17,15 +17,15 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from dasvit.config import DataConfig
-from dasvit.data import DEFAULTS
 from dasvit.genotype import Genotype, InputSpec
 from dasvit.quick_exit import freeze_heap_at_exit
+from dasvit.vocabulary import dataset_spec
 
 PAIRS = [("digits", "mnist5k"), ("mnist5k", "digits")]
 
 
 def for_target(genotype: Genotype, dataset: str, in_chans: int, num_classes: int) -> Genotype:
-    defaults = DEFAULTS[dataset]
+    defaults = dataset_spec(dataset)
     return replace(genotype, patch_size=defaults.patch_size,
                    input=InputSpec(defaults.image_size, in_chans, num_classes))
 

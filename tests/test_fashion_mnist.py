@@ -19,6 +19,7 @@ from dasvit.data import load_data, retrain_splits, search_splits, selection_spli
 from dasvit.genotype import BlockGenotype, Edge, Genotype, InputSpec
 from dasvit.retrain import retrain
 from dasvit.saved_model import load_model
+from dasvit.vocabulary import FASHION_CLASSES
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +94,7 @@ def test_a_retrained_model_names_its_classes(tmp_path):
     assert card["class_names"][9] == "Ankle boot" and card["in_chans"] == 1
     sneaker = data.test.images[data.test.labels == 7][0, 0].mul(255).byte().numpy()
     Image.fromarray(sneaker).save(tmp_path / "sneaker.png")
-    assert load_model(tmp_path / "model").classify([tmp_path / "sneaker.png"])[0][0][0] in fashion_mnist.CLASSES
+    assert load_model(tmp_path / "model").classify([tmp_path / "sneaker.png"])[0][0][0] in FASHION_CLASSES
 
 
 def test_a_grayscale_image_folder_loads_as_one_channel(tmp_path):

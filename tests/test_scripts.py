@@ -56,6 +56,7 @@ EXPERIMENTS = {  # script -> (extra args, rows its table must have with one seed
     "objective": (["--ratios", "0.5,1", "--lambdas", "0.5"], 2),
     "sweep_vs_baselines": ([], 4),  # both start from the recorded sweep below, found in their cache
     "cnn_gap": ([], 1),
+    "fashion_sweep": ([], 3),  # the recorded sweep too, with the CNN and the hand ViT beside it
 }
 # The recorded smoke sweep's wall seconds: with its table, placed where the comparison scripts cache their sweeps,
 # so that the suite runs no third whole sweep for them.
