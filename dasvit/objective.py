@@ -13,8 +13,11 @@ excess.
 
 from __future__ import annotations
 
+import importlib
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -23,6 +26,44 @@ from dasvit.config import DataConfig, RetrainConfig
 from dasvit.data import ImageData, search_holdout
 from dasvit.genotype import Genotype
 from dasvit.retrain import retrain
+from dasvit.vocabulary import objective_spec
+
+if TYPE_CHECKING:
+    from dasvit.epoch_record import EpochRecord
+    from dasvit.search import SearchRun
+
+
+@dataclass(frozen=True)
+class ScoreInputs:
+    """What a trial objective's scorer (``dasvit.vocabulary.ObjectiveSpec.scorer``) may read at an epoch's end."""
+
+    search: SearchRun
+    record: EpochRecord
+    params: int  # of the genotype the search would hand back now
+    macs: int
+    data: ImageData
+    proxy_epochs: int
+    precision: str
+
+
+def params_score(inputs: ScoreInputs) -> float:
+    return float(inputs.params)
+
+
+def supernet_score(inputs: ScoreInputs) -> float:
+    return inputs.record.val_acc
+
+
+def proxy_objective(inputs: ScoreInputs) -> float:
+    config, search = inputs.search.config, inputs.search
+    return proxy_score(search.genotype(), inputs.data, config.data, split_seed=config.seed, epochs=inputs.proxy_epochs,
+                       seed=config.seed, device=search.device, precision=inputs.precision).val_acc
+
+
+def scorer(objective: str) -> Callable[[ScoreInputs], float]:
+    """The scoring function the registered ``objective`` names, imported."""
+    module, _, function = objective_spec(objective).scorer.partition(":")
+    return getattr(importlib.import_module(module), function)
 
 
 @dataclass(frozen=True)

@@ -157,16 +157,55 @@ def validate_precision(precision: str) -> str:
     return precision
 
 
-# What a sweep's trials are ranked by (``dasvit.objective``): the derived network's parameter count ("params", the
-# default: the best predictor of the retrained accuracy measured, experiments/results/objective.md), a short
-# retraining of it scored on search-val ("proxy"), or the supernet's own search-val accuracy ("supernet").
-OBJECTIVES = ("params", "proxy", "supernet")
+@dataclass(frozen=True)
+class ObjectiveSpec:
+    """A trial objective: the one number per trial that Optuna maximises, ASHA's rungs compare and the retraining
+    ranks by (``dasvit.platform.trial_score``), and what the platform may assume about it."""
+
+    name: str
+    scorer: str  # "module:function", (dasvit.objective.ScoreInputs) -> float, higher is better
+    every_epoch: bool  # False: scored when a search stage ends, and carried until the next one ends
+    stage_comparable: bool  # a trial stopped at an earlier stage compares with a finished one as it is
+    accuracy: bool  # the score estimates accuracy (the results table's Pareto front reads it)
+    about: str  # one line for help texts
+
+
+OBJECTIVE_REGISTRY: dict[str, ObjectiveSpec] = {}
+
+
+def register_objective(spec: ObjectiveSpec) -> ObjectiveSpec:
+    """Make ``spec`` an objective every sweep config and ``--objective`` accepts by name."""
+    known = OBJECTIVE_REGISTRY.get(spec.name)
+    if known is not None and known != spec:
+        raise ValueError(f"objective {spec.name!r} is already registered with other properties")
+    OBJECTIVE_REGISTRY[spec.name] = spec
+    return spec
+
+
+def objective_names() -> tuple[str, ...]:
+    return tuple(OBJECTIVE_REGISTRY)
+
+
+def objective_spec(name: str) -> ObjectiveSpec:
+    validate_objective(name)
+    return OBJECTIVE_REGISTRY[name]
 
 
 def validate_objective(name: str) -> str:
-    if name not in OBJECTIVES:
-        raise ValueError(f"objective {name!r} is not one of {', '.join(OBJECTIVES)}")
+    if name not in OBJECTIVE_REGISTRY:
+        raise ValueError(f"objective {name!r} is not one of {', '.join(OBJECTIVE_REGISTRY)}")
     return name
+
+
+for _objective in (
+    ObjectiveSpec("params", "dasvit.objective:params_score", every_epoch=True, stage_comparable=True, accuracy=False,
+                  about="the parameter count of the genotype the trial hands back (free)"),
+    ObjectiveSpec("proxy", "dasvit.objective:proxy_objective", every_epoch=False, stage_comparable=True, accuracy=True,
+                  about="that genotype retrained for proxy_epochs and scored on search-val, at each stage end"),
+    ObjectiveSpec("supernet", "dasvit.objective:supernet_score", every_epoch=True, stage_comparable=False,
+                  accuracy=True, about="the supernet's search-val accuracy"),
+):
+    register_objective(_objective)
 
 
 def validate_max_macs(value: int | None) -> int | None:

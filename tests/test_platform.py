@@ -61,7 +61,7 @@ def _load_marked(config: DataConfig) -> ImageData:
 def sweep(ray_session, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("sweep")
     config = workdir / "tiny-multi.yaml"  # multi-objective: Optuna searches objective against MACs
-    config.write_text(yaml.safe_dump({**yaml.safe_load(Path(TINY).read_text()), "objective2": "macs"}))
+    config.write_text(yaml.safe_dump({**yaml.safe_load(Path(TINY).read_text()), "cost": "macs"}))
     with pytest.MonkeyPatch.context() as patch:  # in this (the driver's) process only: workers never see it
         patch.setattr(sweep_run, "load_data", _load_marked)
         assert main(["--config", str(config), "--workdir", str(workdir), "--name", "tiny", "--experiment", "tiny"]) == 0
@@ -284,8 +284,8 @@ def test_bad_sweep_config_exits_2_before_starting(tmp_path, capsys):
      ({"tune": {"embed_dim": {"low": 32, "high": 36}}}, "tune: embed_dim = 33 of"),  # attn_h2 needs an even width
      ({"tune": {"depth": {"low": 0, "high": 3}}}, "'depth' low must be an integer >= 1, got 0"),
      ({"tune": {"keep_ratio": {"low": 0.3, "high": 0.5, "step": 0.1}}}, "'keep_ratio' needs {low, high}, got"),
-     ({"objective2": "latency"}, "objective2 'latency'"),
-     ({"objective": "params", "objective2": "params"}, "more and fewer parameters at once"),
+     ({"cost": "latency"}, "cost 'latency'"),
+     ({"objective": "params", "cost": "params"}, "more and fewer parameters at once"),
      ({"search": {"keep_ratio": 2}}, "keep ratio 2 is outside"),
      ({"asha": {"grace": 1}}, "unknown asha config key(s): 'grace'"),
      ({"asha": {"grace_period": 2, "reduction_factor": 2},

@@ -18,7 +18,7 @@ from dasvit.vocabulary import validate_max_macs, validate_objective, validate_pr
 
 INTEGER_TUNABLE = {"embed_dim", "batch_size", "depth"}  # depth: the final stage's, i.e. the returned network's blocks
 TUNABLE = {"fairness_lambda", "keep_ratio", "alpha_lr", "w_lr"} | INTEGER_TUNABLE
-OBJECTIVES2 = ("params", "macs")
+COSTS = ("params", "macs")  # what a multi-objective sweep minimises beside its objective
 
 
 def _known_keys(cls: type, data: dict[str, Any], what: str) -> None:
@@ -90,7 +90,7 @@ class SweepConfig:
     objective: str = "params"  # what Optuna, ASHA and the choice of genotypes to retrain maximise (dasvit.objective)
     proxy_epochs: int = 4  # epochs of the proxy retraining, at the end of every search stage
     max_macs: int | None = None  # MACs per image the returned network may cost; more is scored below any within
-    objective2: str | None = None
+    cost: str | None = None  # params or macs: Optuna minimises it beside the objective (a Pareto front)
     tune: dict[str, dict[str, float]] = field(default_factory=dict)
     asha: AshaConfig = field(default_factory=AshaConfig)
     max_failures: int = 1
@@ -139,8 +139,8 @@ class SweepConfig:
             value, low = getattr(self, name), 0 if name == "max_failures" else 1
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
-        if self.objective2 is not None and self.objective2 not in OBJECTIVES2:
-            raise ConfigError(f"objective2 {self.objective2!r} must be one of {', '.join(OBJECTIVES2)} or null")
+        if self.cost is not None and self.cost not in COSTS:
+            raise ConfigError(f"cost {self.cost!r} must be one of {', '.join(COSTS)} or null")
         try:
             validate_precision(self.precision)
         except ValueError as err:
@@ -152,9 +152,9 @@ class SweepConfig:
             validate_max_macs(self.max_macs)
         except ValueError as err:
             raise ConfigError(str(err)) from None
-        if self.objective == "params" and self.objective2 == "params":
-            raise ConfigError("objective params with objective2 params asks for more and fewer parameters at once: "
-                              "use objective2: macs, or another objective")
+        if self.objective == "params" and self.cost == "params":
+            raise ConfigError("objective params with cost params asks for more and fewer parameters at once: "
+                              "use cost: macs, or another objective")
         if not isinstance(self.proxy_epochs, int) or isinstance(self.proxy_epochs, bool) or self.proxy_epochs < 1:
             raise ConfigError(f"proxy_epochs must be an integer >= 1, got {self.proxy_epochs!r}")
         for name, bounds in self.tune.items():

@@ -23,15 +23,17 @@ from dasvit.platform import model_store, tracking
 from dasvit.platform.ray_session import connect_ray
 from dasvit.quick_exit import freeze_heap_at_exit
 from dasvit.retrain import retrain
+from dasvit.vocabulary import OBJECTIVE_REGISTRY
 
 
 def top_search_runs(tracking_uri: str, experiment_id: str, k: int, parent_run_id: str | None = None) -> pd.DataFrame:
     """The ``k`` best search runs that logged a genotype, by their objective (``dasvit.platform.trial_score``).
 
-    Runs scored by ``params`` or ``proxy`` compare as they are, finished or stopped early: each score is about the
-    genotype the run hands back. Runs ranked by the supernet's val accuracy (objective ``supernet``, or searches
-    that logged no objective) put finished searches first: an early-stopped trial's supernet sits at an earlier,
-    shallower stage, and its val accuracy is not comparable with a finished search's."""
+    Runs scored by an objective whose scores compare across stages (``ObjectiveSpec.stage_comparable``: ``params``,
+    ``proxy``) compare as they are, finished or stopped early: each score is about the genotype the run hands back.
+    Otherwise (``supernet``, or searches that logged no objective) finished searches come first: an early-stopped
+    trial's supernet sits at an earlier, shallower stage, and its val accuracy is not comparable with a finished
+    search's."""
     client = tracking.client_for(tracking_uri)
     query = f"tags.`{tracking.KIND_TAG}` = 'search' and status != 'FAILED'"
     if parent_run_id:
@@ -40,8 +42,8 @@ def top_search_runs(tracking_uri: str, experiment_id: str, k: int, parent_run_id
             if "val_acc" in r.data.metrics]
 
     def rank(run: Any) -> tuple[int, float]:
-        metrics = run.data.metrics
-        if run.data.tags.get(tracking.OBJECTIVE_TAG) in ("params", "proxy") and "objective" in metrics:
+        metrics, objective = run.data.metrics, OBJECTIVE_REGISTRY.get(run.data.tags.get(tracking.OBJECTIVE_TAG, ""))
+        if objective is not None and objective.stage_comparable and "objective" in metrics:
             return 0, -metrics["objective"]
         return int(run.info.status != "FINISHED"), -metrics.get("objective", metrics["val_acc"])
 

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dasvit.config import ConfigError
 from dasvit.platform.config import SweepConfig
 from dasvit.quick_exit import freeze_heap_at_exit
+from dasvit.vocabulary import OBJECTIVE_REGISTRY
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,8 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--top-k", type=int, help="genotypes to retrain after the sweep (0: none)")
     parser.add_argument("--retrain-epochs", type=int)
     parser.add_argument("--seed", type=int)
-    parser.add_argument("--objective", help="what ranks trials: params (the derived network's size, the default), "
-                        "proxy (a short retraining of each genotype) or supernet (the supernet's search-val accuracy)")
+    parser.add_argument("--objective", help="what ranks trials (default: the config's): " + "; ".join(
+        f"{spec.name}: {spec.about}" for spec in OBJECTIVE_REGISTRY.values()))
     parser.add_argument("--proxy-epochs", type=int, help="epochs of the proxy retraining at each stage's end")
     parser.add_argument("--max-macs", type=int, help="MACs per image the returned network may cost")
     parser.add_argument("--workdir", default=".", help="where mlflow.db, mlartifacts/ and ray_results/ go (default .)")

@@ -33,9 +33,10 @@ from dasvit.platform.ray_session import connect_ray, release_leftover_placement_
 from dasvit.platform.retrain_jobs import retrain_top, top_search_runs
 from dasvit.platform.sweep_state import SweepState, optuna_path
 from dasvit.platform.trial import DataHandle, TrialSetup, search_trial
+from dasvit.vocabulary import objective_spec
 
 OBJECTIVE_METRIC = "objective"  # what each trial reports (dasvit.platform.trial_score), within any MACs budget
-OBJECTIVE2_METRIC = {"params": "genotype_params", "macs": "genotype_macs"}
+COST_METRIC = {"params": "genotype_params", "macs": "genotype_macs"}
 
 
 def param_space(config: SweepConfig) -> dict[str, Any]:
@@ -55,8 +56,8 @@ def param_space(config: SweepConfig) -> dict[str, Any]:
 def make_tuner(config: SweepConfig, name: str, storage_path: str, study_path: Path, setup: TrialSetup,
                data: DataHandle) -> tune.Tuner:
     metrics, modes = [OBJECTIVE_METRIC], ["max"]
-    if config.objective2:
-        metrics.append(OBJECTIVE2_METRIC[config.objective2])
+    if config.cost:
+        metrics.append(COST_METRIC[config.cost])
         modes.append("min")
     study_storage = optuna.storages.RDBStorage(f"sqlite:///{study_path}")
     searcher = OptunaSearch(
@@ -235,8 +236,8 @@ def run_sweep(plan: SweepPlan, argv: Sequence[str] | None, interrupt: Interrupt)
 
 def accuracy_estimate(objective: str) -> str:
     """The column that estimates each trial's accuracy, for the Pareto front against MACs: the objective where it is
-    an accuracy (``proxy``, ``supernet``), else the supernet's search-val accuracy (every trial has one)."""
-    return OBJECTIVE_METRIC if objective in ("proxy", "supernet") else "val_acc"
+    an accuracy (``ObjectiveSpec.accuracy``), else the supernet's search-val accuracy (every trial has one)."""
+    return OBJECTIVE_METRIC if objective_spec(objective).accuracy else "val_acc"
 
 
 def champion_row(table: pd.DataFrame) -> pd.Series:

@@ -19,30 +19,29 @@ from typing import Any
 
 from dasvit.data import ImageData
 from dasvit.epoch_record import EpochRecord
-from dasvit.objective import proxy_score, within_budget
+from dasvit.objective import ScoreInputs, scorer, within_budget
 from dasvit.search import SearchRun
+from dasvit.vocabulary import objective_spec
 
 
 @dataclass
 class TrialScore:
     objective: float = math.nan
-    proxy_val_acc: float = math.nan
-    scored_stage: int = -1  # the stage whose genotype ``objective`` scored
+    proxy_val_acc: float = math.nan  # a stage-end objective's score before any MACs budget (the proxy's accuracy)
+    scored_stage: int = -1  # the stage whose genotype a stage-end objective scored
 
     def update(self, search: SearchRun, record: EpochRecord, params: int, macs: int, objective: str,
                proxy_epochs: int, max_macs: int | None, data: ImageData, precision: str = "fp32") -> bool:
-        """Score the epoch that just ended; True when a new genotype was scored by the proxy."""
-        if objective in ("params", "supernet"):
-            score = params if objective == "params" else record.val_acc
-            self.objective = within_budget(score, macs, max_macs)
+        """Score the epoch that just ended with the registered ``objective``; True when a stage-end objective scored
+        a new genotype (the trial logs it as the one it hands back)."""
+        spec = objective_spec(objective)
+        if not spec.every_epoch and not search.closes_stage(record):
             return False
-        if not search.closes_stage(record):
+        score = scorer(objective)(ScoreInputs(search, record, params, macs, data, proxy_epochs, precision))
+        self.objective = within_budget(score, macs, max_macs)
+        if spec.every_epoch:
             return False
-        config = search.config
-        proxy = proxy_score(search.genotype(), data, config.data, split_seed=config.seed, epochs=proxy_epochs,
-                            seed=config.seed, device=search.device, precision=precision)
-        self.proxy_val_acc, self.scored_stage = proxy.val_acc, record.stage
-        self.objective = within_budget(proxy.val_acc, macs, max_macs)
+        self.proxy_val_acc, self.scored_stage = score, record.stage
         return True
 
     def to_dict(self) -> dict[str, Any]:
