@@ -60,7 +60,9 @@ class ImageData:
         return self.classes or tuple(str(i) for i in range(self.num_classes))
 
 
-class _LabelledTensors(Dataset):
+class LabelledTensors(Dataset):
+    """Images and labels held as two tensors: what a loader of in-memory images returns."""
+
     def __init__(self, images: torch.Tensor, labels: torch.Tensor):
         self.images, self.labels = images, labels
 
@@ -90,8 +92,8 @@ def _holdout_split(images: torch.Tensor, labels: torch.Tensor, name: str) -> Ima
     trainval = images[rest]
     return ImageData(
         name=name,
-        trainval=_LabelledTensors(trainval, labels[rest]),
-        test=_LabelledTensors(images[test], labels[test]),
+        trainval=LabelledTensors(trainval, labels[rest]),
+        test=LabelledTensors(images[test], labels[test]),
         num_classes=int(labels.max()) + 1,
         in_chans=images.shape[1],
         native_size=images.shape[-1],
@@ -126,8 +128,8 @@ def load_fashion_mnist(config: DataConfig) -> ImageData:
     trainval = images[train]
     return ImageData(
         name="fashion-mnist",
-        trainval=_LabelledTensors(trainval, labels[train]),
-        test=_LabelledTensors(arrays["test_images"], arrays["test_labels"]),
+        trainval=LabelledTensors(trainval, labels[train]),
+        test=LabelledTensors(arrays["test_images"], arrays["test_labels"]),
         num_classes=len(FASHION_CLASSES),
         in_chans=1,
         native_size=28,
@@ -135,7 +137,7 @@ def load_fashion_mnist(config: DataConfig) -> ImageData:
         std=(float(trainval.std()),),
         flip=True,  # a mirrored shirt is still a shirt
         classes=FASHION_CLASSES,
-        selection=_LabelledTensors(images[selection], labels[selection]),
+        selection=LabelledTensors(images[selection], labels[selection]),
     )
 
 

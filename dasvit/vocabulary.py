@@ -7,6 +7,8 @@ Optuna are imported. The modules that build networks import these names from her
 
 from __future__ import annotations
 
+import importlib
+import os
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -282,3 +284,21 @@ for _spec in (
     DatasetSpec("imagefolder", 224, 16, "dasvit.data:load_imagefolder", "a class-per-folder tree under --data-root"),
 ):
     register_dataset(_spec)
+
+
+# --- extensions --------------------------------------------------------------------------------------------------
+
+PLUGINS_ENV = "DASVIT_PLUGINS"  # comma-separated modules, imported with dasvit: each registers what it adds
+
+
+def load_plugins() -> None:
+    """Import the modules ``$DASVIT_PLUGINS`` names, so that the data sets and objectives they register exist in
+    every process of a sweep (its driver, trial workers and retraining tasks inherit the variable)."""
+    for module in filter(None, (name.strip() for name in os.environ.get(PLUGINS_ENV, "").split(","))):
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise ImportError(f"{PLUGINS_ENV} names {module!r}, which cannot be imported: {err}") from err
+
+
+load_plugins()

@@ -1,46 +1,45 @@
-"""Extension points: a data set registered from outside the package is one every command, config and script
-accepts by name, without editing ``dasvit/``."""
+"""Extension points: a data set and a trial objective registered by a module outside the package
+(``tests/extension_plugin.py``) are ones every command, config, search and sweep accepts by name, without editing
+``dasvit/``."""
 
 from __future__ import annotations
 
 import json
+import math
+import os
+from pathlib import Path
 
+import pandas as pd
 import pytest
-import torch
+from sweep_runs import TINY, run_sweep
 
 from dasvit.cli import main
 from dasvit.config import ConfigError, DataConfig
-from dasvit.data import ImageData, load_data
-from dasvit.vocabulary import DATASET_REGISTRY, DatasetSpec, dataset_names, register_dataset
+from dasvit.data import load_data
+from dasvit.platform.config import SweepConfig
+from dasvit.vocabulary import (
+    DATASET_REGISTRY,
+    OBJECTIVE_REGISTRY,
+    PLUGINS_ENV,
+    DatasetSpec,
+    dataset_names,
+    register_dataset,
+)
 
-STRIPES = DatasetSpec("stripes", 8, 2, "test_registries:load_stripes", "made by this test: horizontal or vertical bars",
-                      ("horizontal", "vertical"))
-
-
-def load_stripes(config: DataConfig) -> ImageData:
-    """200 8x8 images of a bar, horizontal (0) or vertical (1), at a random row or column, with noise."""
-    generator = torch.Generator().manual_seed(0)
-    labels = torch.randint(0, 2, (200,), generator=generator)
-    images = 0.2 * torch.rand(200, 1, 8, 8, generator=generator)
-    for i, (label, at) in enumerate(zip(labels, torch.randint(0, 8, (200,), generator=generator))):
-        if label == 0:
-            images[i, 0, at, :] = 1.0
-        else:
-            images[i, 0, :, at] = 1.0
-    from dasvit.data import _LabelledTensors
-
-    return ImageData("stripes", _LabelledTensors(images[:160], labels[:160]), _LabelledTensors(images[160:], labels[160:]),
-                     2, 1, 8, (0.3,), (0.3,), flip=False, classes=STRIPES.classes)
+TESTS = Path(__file__).parent
 
 
 @pytest.fixture
-def stripes():
-    register_dataset(STRIPES)
-    yield STRIPES
-    DATASET_REGISTRY.pop(STRIPES.name)
+def plugin():
+    import extension_plugin
+
+    yield extension_plugin
+    DATASET_REGISTRY.pop("stripes")  # as if the plugin had not been imported, for the tests after this one
+    OBJECTIVE_REGISTRY.pop("fewest_macs")
+    del __import__("sys").modules["extension_plugin"]
 
 
-def test_a_registered_data_set_loads_validates_and_searches(stripes, tmp_path, capsys):
+def test_a_registered_data_set_loads_validates_and_searches(plugin, tmp_path):
     assert "stripes" in dataset_names()
     data = load_data(DataConfig("stripes"))
     assert (len(data.trainval), data.class_names) == (160, ("horizontal", "vertical"))
@@ -50,9 +49,31 @@ def test_a_registered_data_set_loads_validates_and_searches(stripes, tmp_path, c
                  "none,skip,conv_k3", "--out", str(out), "--quiet"]) == 0
     assert json.loads((out / "genotype.json").read_text())["input"]["num_classes"] == 2
     with pytest.raises(ValueError, match="already registered with other properties"):
-        register_dataset(DatasetSpec("stripes", 16, 4, "test_registries:load_stripes", "another"))
+        register_dataset(DatasetSpec("stripes", 16, 4, "extension_plugin:load_stripes", "another"))
 
 
-def test_an_unregistered_name_is_refused_naming_the_registered_ones():
+def test_a_registered_objective_is_one_a_sweep_config_accepts(plugin):
+    config = SweepConfig.load(TESTS.parent / "experiments" / "configs" / "tiny.yaml")
+    assert SweepConfig.from_dict({**config.to_dict(), "objective": "fewest_macs"}).objective == "fewest_macs"
+
+
+def test_unregistered_names_are_refused_naming_the_registered_ones():
     with pytest.raises(ConfigError, match="unknown data set 'stripes': choose from digits, mnist5k, fashion-mnist"):
         DataConfig("stripes").validate(2)
+    config = SweepConfig.load(TESTS.parent / "experiments" / "configs" / "tiny.yaml").to_dict()
+    with pytest.raises(ConfigError, match="objective 'fewest_macs' is not one of params, proxy, supernet"):
+        SweepConfig.from_dict({**config, "objective": "fewest_macs"})
+
+
+@pytest.mark.slow
+def test_a_sweep_runs_end_to_end_on_a_plugins_data_set_and_objective(tmp_path):
+    """The plugin reaches the sweep's driver, its Ray Train workers and its retraining task through
+    ``$DASVIT_PLUGINS``: one trial searches the plugin's data set, is scored by its objective, and is retrained."""
+    config = {**TINY, "num_trials": 1, "objective": "fewest_macs", "retrain": {"top_k": 1, "epochs": 1},
+              "search": {**TINY["search"], "data": {"dataset": "stripes"}}}
+    env = {PLUGINS_ENV: "extension_plugin",
+           "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    run_sweep(tmp_path, "plugin", config, env)
+    (table,) = [pd.read_csv(path) for path in (tmp_path / "ray_results").glob("*-results.csv")]
+    (trial,) = table.itertuples()
+    assert trial.objective == -trial.macs and trial.status == "finished" and not math.isnan(trial.test_acc)
