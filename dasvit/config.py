@@ -107,7 +107,7 @@ class SearchConfig:
             self.data.validate(self.resolved_patch_size)
             _check_positive("embed dim", self.embed_dim)
             self.space.validate(self.embed_dim)
-            candidates = sum(parse_op(name).family != "none" for name in self.ops)
+            candidates = sum(parse_op(name).properties.discrete for name in self.ops)
             validate_stages(self.stages, candidates)
             _check_positive("batch size", self.batch_size)
             for name in ("w_lr", "alpha_lr", "grad_clip"):

@@ -9,6 +9,7 @@ block output is re-routed to read an attention op (``meta["attention_routed"]`` 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -16,7 +17,7 @@ import torch
 
 from dasvit.genotype import BlockGenotype, Edge, Genotype, InputSpec
 from dasvit.search_space import masked_softmax
-from dasvit.vocabulary import SearchSpace, dag_edges, parse_op
+from dasvit.vocabulary import OpFamily, SearchSpace, dag_edges, parse_op
 
 _UNUSABLE = -1.0  # the weight given to pruned ops (and to ``none`` when choosing), below any softmax weight
 
@@ -41,7 +42,7 @@ def discretise(
 
 def _argmax_block(weights: torch.Tensor, space: SearchSpace) -> BlockGenotype:
     candidates = weights.clone()
-    candidates[:, [k for k, family in enumerate(space.families) if family == "none"]] = _UNUSABLE
+    candidates[:, [k for k, name in enumerate(space.ops) if not parse_op(name).properties.discrete]] = _UNUSABLE
     best_weight, best_op = candidates.max(dim=1)
     edges = []
     for j in range(1, space.nodes + 1):
@@ -60,10 +61,10 @@ class _Weights:
     def __call__(self, block: int, source: int, target: int, op: str) -> float:
         return float(self.weights[block][self.edges.index((source, target)), self.space.ops.index(op)])
 
-    def usable(self, block: int, source: int, target: int, families: tuple[str, ...]) -> list[str]:
-        """The ops of ``families`` still searched on that edge, in the space's order."""
-        return [op for op, family in zip(self.space.ops, self.space.families)
-                if family in families and self(block, source, target, op) >= 0]
+    def usable(self, block: int, source: int, target: int, wanted: Callable[[OpFamily], bool]) -> list[str]:
+        """The ops of the ``wanted`` families still searched on that edge, in the space's order."""
+        return [op for op in self.space.ops
+                if wanted(parse_op(op).properties) and self(block, source, target, op) >= 0]
 
 
 def _route_attention(genotype: Genotype, weights: list[torch.Tensor], space: SearchSpace) -> Genotype:
@@ -79,9 +80,9 @@ def _revive_dead_attention(genotype: Genotype, weight: _Weights) -> tuple[int, i
     output = genotype.blocks[0].nodes
     dead = sorted(((weight(b, e.source, e.target, e.op), b, e.target)
                    for b, block in enumerate(genotype.blocks) for e in block.edges
-                   if parse_op(e.op).family == "attn" and e.target != output), key=lambda d: (-d[0], d[1]))
+                   if parse_op(e.op).properties.reaches_cls and e.target != output), key=lambda d: (-d[0], d[1]))
     for _, b, node in dead:
-        usable = weight.usable(b, node, output, ("skip", "attn", "mlp", "conv"))
+        usable = weight.usable(b, node, output, lambda family: family.discrete)
         if usable:
             return b, node, max(usable, key=lambda op: weight(b, node, output, op))
     return None
@@ -92,7 +93,7 @@ def _strongest_output_attention(genotype: Genotype, weight: _Weights) -> tuple[i
     (and the head) reads."""
     output = genotype.blocks[0].nodes
     options = [(weight(b, i, output, op), b, i, op) for b in range(len(genotype.blocks))
-               for i, t in weight.edges if t == output for op in weight.usable(b, i, output, ("attn",))]
+               for i, t in weight.edges if t == output for op in weight.usable(b, i, output, lambda f: f.reaches_cls)]
     if not options:
         return None
     _, b, source, op = max(options, key=lambda o: (o[0], -o[1], -o[2]))

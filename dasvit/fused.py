@@ -18,6 +18,8 @@ Only rounding differs from the eager path (an equivalence test bounds it in fp32
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -25,12 +27,15 @@ from torch import nn
 from dasvit.ops import NORM_EPS, GridConv, Mlp, SelfAttention, TokenContext
 
 
-def fused_mixed_forward(ops: nn.ModuleList, weights: torch.Tensor, x: torch.Tensor, ctx: TokenContext) -> torch.Tensor:
+def fused_mixed_forward(ops: nn.ModuleList, weights: torch.Tensor, x: torch.Tensor, ctx: TokenContext,
+                        eager: Sequence[int] = ()) -> torch.Tensor:
     """``sum_o weights[o] * ops[o](x, ctx)`` for the built (non-``none``) ops of one edge; ``weights`` aligns
-    with ``ops``."""
-    out = weights.sum() * x  # every op's residual, and skip
-    projected = [(k, op) for k, op in enumerate(ops) if isinstance(op, (SelfAttention, Mlp))]
-    convs = [(k, op) for k, op in enumerate(ops) if isinstance(op, GridConv)]
+    with ``ops``. The ops at positions ``eager`` (of families without a fused form) run as they are."""
+    out = _residuals(weights, x, eager)
+    for k in eager:
+        out = out + weights[k] * ops[k](x, ctx)
+    projected = [(k, op) for k, op in enumerate(ops) if isinstance(op, (SelfAttention, Mlp)) and k not in eager]
+    convs = [(k, op) for k, op in enumerate(ops) if isinstance(op, GridConv) and k not in eager]
     if not projected and not convs:
         return out
     normed = F.layer_norm(x, x.shape[-1:], eps=NORM_EPS)
@@ -41,6 +46,14 @@ def fused_mixed_forward(ops: nn.ModuleList, weights: torch.Tensor, x: torch.Tens
         canvas = torch.addcmul(op.norm.bias, bypass, op.norm.weight) if bypass is not None else None
         out = out + weights[k] * op.mix(torch.addcmul(op.norm.bias, normed, op.norm.weight), ctx, canvas)
     return out
+
+
+def _residuals(weights: torch.Tensor, x: torch.Tensor, eager: Sequence[int]) -> torch.Tensor:
+    """Every fused op's residual, and skip: ``(sum of their weights) x``."""
+    if not eager:
+        return weights.sum() * x
+    fused = [k for k in range(len(weights)) if k not in eager]
+    return weights[fused].sum() * x if fused else torch.zeros_like(x)
 
 
 def _projected_branches(ops: list[tuple[int, nn.Module]], weights: torch.Tensor, normed: torch.Tensor) -> torch.Tensor:

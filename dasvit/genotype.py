@@ -83,7 +83,7 @@ class Genotype:
     @property
     def cls_sees_patches(self) -> bool:
         """Whether a live attention op lets the CLS token gather patch information."""
-        return any(parse_op(e.op).family == "attn" for block in self.blocks for e in block.live_edges())
+        return any(parse_op(e.op).properties.reaches_cls for block in self.blocks for e in block.live_edges())
 
     @property
     def blind(self) -> bool:
@@ -172,8 +172,8 @@ def _parse_block(data: Any, index: int, embed_dim: int) -> BlockGenotype:
             spec = parse_op(op, embed_dim)
         except OpError as err:
             raise GenotypeError(f"{ewhere}: {err}") from None
-        if spec.family == "none":
-            raise GenotypeError(f"{ewhere}: 'none' is not an op of a discrete genotype; leave the edge out")
+        if not spec.properties.discrete:
+            raise GenotypeError(f"{ewhere}: {op!r} is not an op of a discrete genotype; leave the edge out")
         edges.append(Edge(source, target, op))
     fed = {e.target for e in edges}
     starved = [j for j in range(1, nodes + 1) if j not in fed]

@@ -17,6 +17,7 @@ Op names (the genotype vocabulary):
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 
 import torch
@@ -62,11 +63,17 @@ class TokenContext:
 
 
 class Zero(nn.Module):
+    def __init__(self, dim: int = 0):  # every op is built from the token width; these two ignore it
+        super().__init__()
+
     def forward(self, x: torch.Tensor, ctx: TokenContext) -> torch.Tensor:
         return torch.zeros_like(x)
 
 
 class Identity(nn.Module):
+    def __init__(self, dim: int = 0):
+        super().__init__()
+
     def forward(self, x: torch.Tensor, ctx: TokenContext) -> torch.Tensor:
         return x
 
@@ -149,15 +156,9 @@ class GridConv(PreNormResidual):
 def build_op(name: str, dim: int) -> nn.Module:
     """Instantiate the op called ``name`` for embedding width ``dim``."""
     spec = parse_op(name, dim)
-    if spec.family == "none":
-        return Zero()
-    if spec.family == "skip":
-        return Identity()
-    if spec.family == "attn":
-        return SelfAttention(dim, spec.arg)
-    if spec.family == "mlp":
-        return Mlp(dim, spec.arg)
-    return GridConv(dim, spec.arg)
+    module, _, cls = spec.properties.module.partition(":")
+    op = getattr(importlib.import_module(module), cls)
+    return op(dim, spec.arg) if spec.properties.argument else op(dim)
 
 
 def init_vit_weights(module: nn.Module) -> None:

@@ -69,7 +69,7 @@ class SearchRun:
                 f"batch size {config.batch_size} is larger than the train ({len(self.train_set)}) "
                 f"or search-val ({len(self.val_set)}) split"
             )
-        self.none_columns = [k for k, name in enumerate(config.ops) if parse_op(name).family == "none"]
+        self.none_columns = [k for k, name in enumerate(config.ops) if not parse_op(name).properties.discrete]
         self.skip_columns = [k for k, name in enumerate(config.ops) if parse_op(name).family == "skip"]
         self.history: list[EpochRecord] = []
         self.alpha_history: list[dict[str, Any]] = []

@@ -32,14 +32,16 @@ class MixedOp(nn.Module):
 
     def __init__(self, op_names: tuple[str, ...], active: torch.Tensor, dim: int, fused: bool = False):
         super().__init__()
-        self.columns = [k for k, name in enumerate(op_names) if active[k] and parse_op(name).family != "none"]
+        self.columns = [k for k, name in enumerate(op_names) if active[k] and parse_op(name).properties.discrete]
         self.register_buffer("column_index", torch.tensor(self.columns, dtype=torch.long), persistent=False)
         self.ops = nn.ModuleList(build_op(op_names[k], dim) for k in self.columns)
         self.fused = fused
+        # ops whose family has no fused form (``OpFamily.fused``) run as they are inside the fused path
+        self.eager = [i for i, k in enumerate(self.columns) if not parse_op(op_names[k]).properties.fused]
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor, ctx: TokenContext) -> torch.Tensor:
         if self.fused:
-            return fused_mixed_forward(self.ops, weights[self.column_index], x, ctx)
+            return fused_mixed_forward(self.ops, weights[self.column_index], x, ctx, self.eager)
         return sum(weights[k] * op(x, ctx) for k, op in zip(self.columns, self.ops))
 
 

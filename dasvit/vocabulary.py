@@ -19,7 +19,6 @@ if TYPE_CHECKING:
 # --- candidate ops (see dasvit.ops for what each one computes) -------------------------------------------------
 
 DEFAULT_OPS = ("none", "skip", "attn_h2", "attn_h4", "mlp_r2", "mlp_r4", "conv_k3")
-_OP_PATTERN = re.compile(r"^(?:(none|skip)|(attn)_h(\d+)|(mlp)_r(\d+)|(conv)_k(\d+))$")
 
 
 class OpError(ValueError):
@@ -27,32 +26,84 @@ class OpError(ValueError):
 
 
 @dataclass(frozen=True)
+class OpFamily:
+    """A family of candidate ops and everything the search, the fused path, discretisation and validation need to
+    know about it. Its ops are named ``<name>`` or, with an argument, ``<name>_<argument><int>`` (``attn_h4``)."""
+
+    name: str
+    module: str  # "module:Class", built as Class(dim, arg) for a family with an argument, else Class(dim); its
+    # forward(x, ctx) takes the tokens (B, 1 + N, dim) and a dasvit.ops.TokenContext and returns the same shape
+    argument: str = ""  # the letter before the integer argument ("h" for heads); "" for an op without one
+    fused: bool = False  # dasvit.fused computes it in its shared kernels; otherwise it runs eagerly under --fused
+    mixes_tokens: bool = False  # it moves information between tokens (attention, a conv over the patch grid)
+    reaches_cls: bool = False  # it lets the CLS token gather patch information (a CLS head is blind without one)
+    discrete: bool = True  # False: never part of a discrete genotype (``none``: argmax skips it)
+    odd_argument: bool = False  # e.g. a conv kernel, so the patch grid keeps its size
+    divides_width: bool = False  # e.g. attention heads, which must divide the embedding width
+    about: str = ""
+
+
+OP_FAMILIES: dict[str, OpFamily] = {}
+
+
+def register_op_family(family: OpFamily) -> OpFamily:
+    """Make ``family``'s ops names every search space, genotype and network accepts."""
+    known = OP_FAMILIES.get(family.name)
+    if known is not None and known != family:
+        raise ValueError(f"op family {family.name!r} is already registered with other properties")
+    if not re.fullmatch(r"[a-z][a-z0-9]*", family.name) or not re.fullmatch(r"[a-z]?", family.argument):
+        raise ValueError(f"op family {family.name!r} / argument {family.argument!r}: use lowercase letters and digits")
+    OP_FAMILIES[family.name] = family
+    return family
+
+
+@dataclass(frozen=True)
 class OpSpec:
-    """A parsed op name: its family (``none``, ``skip``, ``attn``, ``mlp``, ``conv``) and integer argument."""
+    """A parsed op name: its family and integer argument (0 for an op without one)."""
 
     name: str
     family: str
     arg: int = 0
 
+    @property
+    def properties(self) -> OpFamily:
+        return OP_FAMILIES[self.family]
+
+
+def _grammar() -> str:
+    return ", ".join(f"{f.name}_{f.argument}<int>" if f.argument else f.name for f in OP_FAMILIES.values())
+
 
 def parse_op(name: str, dim: int | None = None) -> OpSpec:
     """Parse and validate an op name; with ``dim`` also check it fits that width (heads divide dim, odd kernel)."""
-    match = _OP_PATTERN.match(name) if isinstance(name, str) else None
-    if match is None:
-        raise OpError(
-            f"unknown op {name!r}: expected none, skip, attn_h<heads>, mlp_r<ratio> or conv_k<odd kernel>"
-        )
-    if match.group(1):
-        return OpSpec(name, match.group(1))
-    family = match.group(2) or match.group(4) or match.group(6)
-    arg = int(match.group(3) or match.group(5) or match.group(7))
-    if arg < 1:
-        raise OpError(f"op {name!r}: its argument must be >= 1")
-    if family == "conv" and arg % 2 == 0:
-        raise OpError(f"op {name!r}: the conv kernel must be odd so the patch grid keeps its size")
-    if family == "attn" and dim is not None and dim % arg != 0:
-        raise OpError(f"op {name!r}: {arg} heads do not divide the embedding dim {dim}")
-    return OpSpec(name, family, arg)
+    for family in OP_FAMILIES.values() if isinstance(name, str) else ():
+        pattern = rf"{family.name}_{family.argument}(\d+)" if family.argument else re.escape(family.name)
+        match = re.fullmatch(pattern, name)
+        if match is None:
+            continue
+        if not family.argument:
+            return OpSpec(name, family.name)
+        arg = int(match.group(1))
+        if arg < 1:
+            raise OpError(f"op {name!r}: its argument must be >= 1")
+        if family.odd_argument and arg % 2 == 0:
+            raise OpError(f"op {name!r}: the conv kernel must be odd so the patch grid keeps its size")
+        if family.divides_width and dim is not None and dim % arg != 0:
+            raise OpError(f"op {name!r}: {arg} heads do not divide the embedding dim {dim}")
+        return OpSpec(name, family.name, arg)
+    raise OpError(f"unknown op {name!r}: expected {_grammar()} (registered op families)")
+
+
+for _family in (
+    OpFamily("none", "dasvit.ops:Zero", discrete=False, about="zero: switches an edge off in the search"),
+    OpFamily("skip", "dasvit.ops:Identity", fused=True, about="identity"),
+    OpFamily("attn", "dasvit.ops:SelfAttention", "h", fused=True, mixes_tokens=True, reaches_cls=True,
+             divides_width=True, about="multi-head self-attention with H heads"),
+    OpFamily("mlp", "dasvit.ops:Mlp", "r", fused=True, about="two-layer GELU MLP of hidden width R x dim"),
+    OpFamily("conv", "dasvit.ops:GridConv", "k", fused=True, mixes_tokens=True, odd_argument=True,
+             about="depthwise K x K convolution over the patch grid; CLS passes through"),
+):
+    register_op_family(_family)
 
 
 # --- the block DAG ---------------------------------------------------------------------------------------------
