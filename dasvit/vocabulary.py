@@ -11,7 +11,7 @@ import importlib
 import os
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     import torch
@@ -46,15 +46,23 @@ class OpFamily:
 OP_FAMILIES: dict[str, OpFamily] = {}
 
 
+_Spec = TypeVar("_Spec", "OpFamily", "ObjectiveSpec", "DatasetSpec")
+
+
+def _register(registry: dict[str, _Spec], spec: _Spec, what: str) -> _Spec:
+    """Add ``spec`` under its name; registering the same spec again is a no-op, another one under that name an error."""
+    known = registry.get(spec.name)
+    if known is not None and known != spec:
+        raise ValueError(f"{what} {spec.name!r} is already registered with other properties")
+    registry[spec.name] = spec
+    return spec
+
+
 def register_op_family(family: OpFamily) -> OpFamily:
     """Make ``family``'s ops names every search space, genotype and network accepts."""
-    known = OP_FAMILIES.get(family.name)
-    if known is not None and known != family:
-        raise ValueError(f"op family {family.name!r} is already registered with other properties")
     if not re.fullmatch(r"[a-z][a-z0-9]*", family.name) or not re.fullmatch(r"[a-z]?", family.argument):
         raise ValueError(f"op family {family.name!r} / argument {family.argument!r}: use lowercase letters and digits")
-    OP_FAMILIES[family.name] = family
-    return family
+    return _register(OP_FAMILIES, family, "op family")
 
 
 @dataclass(frozen=True)
@@ -228,11 +236,7 @@ OBJECTIVE_REGISTRY: dict[str, ObjectiveSpec] = {}
 
 def register_objective(spec: ObjectiveSpec) -> ObjectiveSpec:
     """Make ``spec`` an objective every sweep config and ``--objective`` accepts by name."""
-    known = OBJECTIVE_REGISTRY.get(spec.name)
-    if known is not None and known != spec:
-        raise ValueError(f"objective {spec.name!r} is already registered with other properties")
-    OBJECTIVE_REGISTRY[spec.name] = spec
-    return spec
+    return _register(OBJECTIVE_REGISTRY, spec, "objective")
 
 
 def objective_names() -> tuple[str, ...]:
@@ -305,12 +309,8 @@ DATASET_REGISTRY: dict[str, DatasetSpec] = {}
 
 
 def register_dataset(spec: DatasetSpec) -> DatasetSpec:
-    """Make ``spec`` a data set every command, config and script accepts by name; a name is registered once."""
-    known = DATASET_REGISTRY.get(spec.name)
-    if known is not None and known != spec:
-        raise ValueError(f"data set {spec.name!r} is already registered with other properties")
-    DATASET_REGISTRY[spec.name] = spec
-    return spec
+    """Make ``spec`` a data set every command, config and script accepts by name."""
+    return _register(DATASET_REGISTRY, spec, "data set")
 
 
 def dataset_names() -> tuple[str, ...]:
