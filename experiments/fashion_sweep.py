@@ -28,8 +28,11 @@ CONFIG = Path(__file__).parent / "configs" / "fashion.yaml"
 HAND_DEPTH, HAND_WIDTH = 4, 64
 
 
-def rows_for(exp: common.Experiment, plan: common.Budget, seed: int, smoke: bool) -> list[dict]:
+def rows_for(exp: common.Experiment, plan: common.Budget, seed: int, smoke: bool,
+             trials: list[pd.DataFrame]) -> list[dict]:
+    """One seed's rows: the sweep's champion, the CNN, the hand ViT; the sweep's per-trial table goes to ``trials``."""
     table, sweep_s = run_sweep(exp, seed, smoke, exp.tracking_uri, None if smoke else CONFIG)
+    trials.append(table.assign(seed=seed))
     champion = sweep_pick(table)
     config = replace(plan.retrain, seed=seed)
     data = exp.data(config.data)
@@ -52,7 +55,7 @@ def importances(exp: common.Experiment, seed: int, smoke: bool) -> str:
     path = exp.cache / "sweeps" / label / "ray_results" / "sweep-optuna.db"
     if not path.is_file():  # a sweep whose results table alone was kept
         return "no Optuna study kept with this sweep"
-    study = load_study(path, "sweep")
+    study = load_study(path)
     return describe(param_importances(study), len(completed(study)))
 
 
@@ -63,7 +66,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     plan = common.budget(args.smoke, args.dataset)
     sweep = SweepConfig.load(SMOKE if args.smoke else CONFIG)
     with common.Experiment("fashion_sweep", args) as exp:
-        table = pd.DataFrame([row for seed in args.seeds for row in rows_for(exp, plan, seed, args.smoke)])
+        trials: list[pd.DataFrame] = []
+        table = pd.DataFrame([row for seed in args.seeds for row in rows_for(exp, plan, seed, args.smoke, trials)])
         summary = common.mean_std(table, "method", ["selection_acc", "test_acc", "params", "macs", "wall_seconds"])
         fig, ax = plt.subplots(figsize=(5, 3.4))
         for name, group in table.groupby("method", sort=False):
@@ -75,6 +79,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
             "train_images": plan.retrain.data.train_images or "protocol default", "num_trials": sweep.num_trials,
             "startup_trials": sweep.startup_trials, "objective": sweep.objective,
             "importances": {seed: importances(exp, seed, args.smoke) for seed in args.seeds}})
+        exp.write_extra("trials.csv", pd.concat(trials).to_csv(index=False))  # every sweep trial
     return table
 
 

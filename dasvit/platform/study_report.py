@@ -17,7 +17,8 @@ import optuna
 MIN_TRIALS = 2  # fANOVA needs at least two completed trials to split on
 
 
-def load_study(study_path: Path, name: str) -> optuna.Study:
+def load_study(study_path: Path, name: str | None = None) -> optuna.Study:
+    """The sweep's study (``name``: the sweep's name; None: the only study the file holds)."""
     return optuna.load_study(study_name=name, storage=f"sqlite:///{study_path}")
 
 
