@@ -84,6 +84,7 @@ def _grammar() -> str:
 
 def parse_op(name: str, dim: int | None = None) -> OpSpec:
     """Parse and validate an op name; with ``dim`` also check it fits that width (heads divide dim, odd kernel)."""
+    load_plugins()
     for family in OP_FAMILIES.values() if isinstance(name, str) else ():
         pattern = rf"{family.name}_{family.argument}(\d+)" if family.argument else re.escape(family.name)
         match = re.fullmatch(pattern, name)
@@ -240,6 +241,7 @@ def register_objective(spec: ObjectiveSpec) -> ObjectiveSpec:
 
 
 def objective_names() -> tuple[str, ...]:
+    load_plugins()
     return tuple(OBJECTIVE_REGISTRY)
 
 
@@ -249,6 +251,7 @@ def objective_spec(name: str) -> ObjectiveSpec:
 
 
 def validate_objective(name: str) -> str:
+    load_plugins()
     if name not in OBJECTIVE_REGISTRY:
         raise ValueError(f"objective {name!r} is not one of {', '.join(OBJECTIVE_REGISTRY)}")
     return name
@@ -314,10 +317,12 @@ def register_dataset(spec: DatasetSpec) -> DatasetSpec:
 
 
 def dataset_names() -> tuple[str, ...]:
+    load_plugins()
     return tuple(DATASET_REGISTRY)
 
 
 def dataset_spec(name: str) -> DatasetSpec:
+    load_plugins()
     if name not in DATASET_REGISTRY:
         raise DataError(f"unknown data set {name!r}: choose from {', '.join(DATASET_REGISTRY)}")
     return DATASET_REGISTRY[name]
@@ -342,14 +347,18 @@ for _spec in (
 PLUGINS_ENV = "DASVIT_PLUGINS"  # comma-separated modules, imported with dasvit: each registers what it adds
 
 
+_plugins = {"loaded": False}
+
+
 def load_plugins() -> None:
-    """Import the modules ``$DASVIT_PLUGINS`` names, so that the data sets and objectives they register exist in
-    every process of a sweep (its driver, trial workers and retraining tasks inherit the variable)."""
+    """Import the modules ``$DASVIT_PLUGINS`` names, once, so that the ops, objectives and data sets they register
+    exist in every process of a sweep (its driver, trial workers and retraining tasks inherit the variable). Called
+    by the first look-up in a registry, not at import, so that a plugin may import any part of dasvit."""
+    if _plugins["loaded"]:
+        return
+    _plugins["loaded"] = True
     for module in filter(None, (name.strip() for name in os.environ.get(PLUGINS_ENV, "").split(","))):
         try:
             importlib.import_module(module)
         except ImportError as err:
             raise ImportError(f"{PLUGINS_ENV} names {module!r}, which cannot be imported: {err}") from err
-
-
-load_plugins()

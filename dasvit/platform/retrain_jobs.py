@@ -23,7 +23,7 @@ from dasvit.platform import model_store, tracking
 from dasvit.platform.ray_session import connect_ray
 from dasvit.quick_exit import freeze_heap_at_exit
 from dasvit.retrain import retrain
-from dasvit.vocabulary import OBJECTIVE_REGISTRY
+from dasvit.vocabulary import objective_names, objective_spec
 
 
 def top_search_runs(tracking_uri: str, experiment_id: str, k: int, parent_run_id: str | None = None) -> pd.DataFrame:
@@ -42,7 +42,8 @@ def top_search_runs(tracking_uri: str, experiment_id: str, k: int, parent_run_id
             if "val_acc" in r.data.metrics]
 
     def rank(run: Any) -> tuple[int, float]:
-        metrics, objective = run.data.metrics, OBJECTIVE_REGISTRY.get(run.data.tags.get(tracking.OBJECTIVE_TAG, ""))
+        tag = run.data.tags.get(tracking.OBJECTIVE_TAG, "")
+        metrics, objective = run.data.metrics, objective_spec(tag) if tag in objective_names() else None
         if objective is not None and objective.stage_comparable and "objective" in metrics:
             return 0, -metrics["objective"]
         return int(run.info.status != "FINISHED"), -metrics.get("objective", metrics["val_acc"])

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dasvit.config import ConfigError
 from dasvit.platform.config import SweepConfig
 from dasvit.quick_exit import freeze_heap_at_exit
-from dasvit.vocabulary import OBJECTIVE_REGISTRY
+from dasvit.vocabulary import objective_names, objective_spec
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--retrain-epochs", type=int)
     parser.add_argument("--seed", type=int)
     parser.add_argument("--objective", help="what ranks trials (default: the config's): " + "; ".join(
-        f"{spec.name}: {spec.about}" for spec in OBJECTIVE_REGISTRY.values()))
+        f"{name}: {objective_spec(name).about}" for name in objective_names()))
     parser.add_argument("--proxy-epochs", type=int, help="epochs of the proxy retraining at each stage's end")
     parser.add_argument("--max-macs", type=int, help="MACs per image the returned network may cost")
     parser.add_argument("--workdir", default=".", help="where mlflow.db, mlartifacts/ and ray_results/ go (default .)")
