@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     with common.Experiment("fashion_sweep", args) as exp:
         trials: list[pd.DataFrame] = []
         table = pd.DataFrame([row for seed in args.seeds for row in rows_for(exp, plan, seed, args.smoke, trials)])
+        table["selection_acc"] = table["selection_acc"].astype(float)  # None (no selection split): NaN
         summary = common.mean_std(table, "method", ["selection_acc", "test_acc", "params", "macs", "wall_seconds"])
         fig, ax = plt.subplots(figsize=(5, 3.4))
         for name, group in table.groupby("method", sort=False):
