@@ -47,7 +47,7 @@ class ScoreInputs:
 
 
 def params_score(inputs: ScoreInputs) -> float:
-    return float(inputs.params)
+    return inputs.params  # an int: the results table prints a count
 
 
 def supernet_score(inputs: ScoreInputs) -> float:
