@@ -147,6 +147,29 @@ def block(table: str, *, source: Iterable[str], machine: str, note: str = "") ->
     return f"{table}\n\n{line}\n"
 
 
+# --- the README's set-up ---------------------------------------------------------------------------------------
+
+def minutes(x: float) -> str:
+    """A duration as minutes and seconds."""
+    return f"{int(x // 60)} min {int(round(x % 60))} s"
+
+
+def setup_times() -> str:
+    """What the README's two commands cost from a clean clone, one line per command (``benchmarks/results/setup.json``,
+    each run as timed)."""
+    data = read_json(f"{BENCH}/setup.json")
+    lines = []
+    for command in data["commands"]:
+        runs = command["runs"]
+        total = [run["install_s"] + run["job_s"] for run in runs]
+        spread = minutes(min(total)) if len(runs) == 1 else f"{minutes(min(total))} to {minutes(max(total))}"
+        install = ", ".join(minutes(run["install_s"]) for run in runs)
+        job = ", ".join(minutes(run["job_s"]) for run in runs)
+        lines.append(f"- command {command['number']} ({command['what']}): **{spread}** in all over {len(runs)} "
+                     f"run{'s' if len(runs) > 1 else ''} (install {install}; {command['job']} {job})")
+    return "\n".join(lines) + f"\n\nMachine: {data['machine']}. Source: `{BENCH}/setup.json`. {data['note']}\n"
+
+
 # --- experiments -------------------------------------------------------------------------------------------------
 
 def robustness() -> str:
@@ -978,6 +1001,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "gpu_step_vitb": gpu_step_vitb,
     "search_cost_cifar": search_cost_cifar,
     "gpu_sweep": gpu_sweep,
+    "setup_times": setup_times,
 }
 
 
