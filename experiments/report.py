@@ -887,15 +887,47 @@ def gpu_sweep() -> str:
 
 # --- the README's headline -----------------------------------------------------------------------------------------
 
-def headline() -> str:
-    """The few figures a new user needs, each from its result file, with the command that reproduces it."""
-    versus = pd.DataFrame(read_json(f"{EXP}/sweep_vs_baselines.json")["rows"])
-    sweep = versus[versus.method == "sweep"]
+def _row(measurement: str, result: str, machine: str, command: str, details: str) -> dict[str, str]:
+    return {"measurement": measurement, "result": result, "machine": machine, "command": command, "details": details}
+
+
+def _headline_searches() -> list[dict[str, str]]:
+    """What the searches hand back on the digits: the sweep, the sweep within the CNN's MACs, one search, the
+    hand-designed ViT, the small CNN, random search."""
+    versus = read_json(f"{EXP}/sweep_vs_baselines.json")
+    sweep = pd.DataFrame(versus["rows"]).query("method == 'sweep'")
     gap_data = read_json(f"{EXP}/cnn_gap.json")
     gap = pd.DataFrame(gap_data["rows"])
     hand_runs = read_csv(f"{EXP}/searched_vs_hand.csv")
     hand = hand_runs.groupby("model").test_acc.agg(["mean", "std"])
     rand = read_csv(f"{EXP}/random_search.csv").groupby("method").test_acc.agg(["mean", "std"])
+    exp_cpu, compare = exp_machine("searched_vs_hand"), "`python experiments/searched_vs_hand.py`"
+    vs_hand = "[searched vs hand vs CNN](docs/results.md#searched-vs-hand-designed-vs-cnn)"
+    return [
+        _row(f"default sweep (the main command): best network, retrained, test accuracy over {len(sweep)} seeds",
+             f"{pm_pct(sweep.test_acc.mean(), sweep.test_acc.std())}, worst seed {pct(sweep.test_acc.min())}",
+             versus["machine"], "`python experiments/sweep_vs_baselines.py`",
+             "[sweep vs alternatives](docs/results.md#sweep-against-the-alternatives-at-equal-compute)"),
+        _row(f"sweep tuning width and depth within the small CNN's MACs, test accuracy over {len(gap)} seeds",
+             f"{pm_pct(gap.sweep_test_acc.mean(), gap.sweep_test_acc.std())}, within "
+             f"{points(gap_data['gap_target'])} of the CNN on {int(gap.within_target.sum())} of {len(gap)}",
+             gap_data["machine"], "`python experiments/cnn_gap.py`",
+             "[width and depth](docs/results.md#width-and-depth-within-the-cnns-macs)"),
+        _row(f"searched genotype (one `dasvit search`), test accuracy over {hand_runs.seed.nunique()} seeds",
+             pm_pct(hand.loc[SEARCHED, "mean"], hand.loc[SEARCHED, "std"]), exp_cpu, compare, vs_hand),
+        _row("hand-designed ViT, same depth and width", pm_pct(hand.loc[HAND, "mean"], hand.loc[HAND, "std"]),
+             exp_cpu, compare, vs_hand),
+        _row("small CNN", pm_pct(hand.loc[CNN, "mean"], hand.loc[CNN, "std"]), exp_cpu, compare, vs_hand),
+        _row("random search given the search's wall time",
+             pm_pct(rand.loc["random search", "mean"], rand.loc["random search", "std"]),
+             exp_machine("random_search"), "`python experiments/random_search.py`",
+             "[random search](docs/results.md#searched-vs-random-search-at-the-same-compute)"),
+    ]
+
+
+def _headline_costs() -> list[dict[str, str]]:
+    """What the method and the platform cost: token selection on CPU and at ViT-B scale, the GPU step, a search
+    at CIFAR scale, Ray's overhead, the tracking server under load."""
     cpu = read_json(f"{BENCH}/token_selection_cpu.json")
     quarter = next(row for row in cpu["rows"] if row["keep_ratio"] == 0.25)
     vitb = read_json(f"{BENCH}/vit_b_memory_cuda.json")
@@ -903,66 +935,38 @@ def headline() -> str:
     peak = read_json(f"{BENCH}/token_selection_cuda_vitb.json")
     cifar = read_json(f"{BENCH}/search_cost_cifar_cuda.json")["summary"]
     overhead = read_json(f"{BENCH}/ray_overhead_2workers.json")["summary"]
-    exp_cpu = exp_machine("searched_vs_hand")
     load = read_json(f"{BENCH}/sweep_load.json")
     busiest = max(load["levels"], key=lambda level: level["concurrent"])
-    rows = [
-        {"measurement": f"default sweep (the main command): best network, retrained, test accuracy over "
-                        f"{len(sweep)} seeds",
-         "result": f"{pm_pct(sweep.test_acc.mean(), sweep.test_acc.std())}, worst seed {pct(sweep.test_acc.min())}",
-         "machine": read_json(f"{EXP}/sweep_vs_baselines.json")["machine"],
-         "command": "`python experiments/sweep_vs_baselines.py`",
-         "details": "[sweep vs alternatives](docs/results.md#sweep-against-the-alternatives-at-equal-compute)"},
-        {"measurement": f"sweep tuning width and depth within the small CNN's MACs, test accuracy over "
-                        f"{len(gap)} seeds",
-         "result": f"{pm_pct(gap.sweep_test_acc.mean(), gap.sweep_test_acc.std())}, within "
-                   f"{points(gap_data['gap_target'])} of the CNN on {int(gap.within_target.sum())} of {len(gap)}",
-         "machine": gap_data["machine"], "command": "`python experiments/cnn_gap.py`",
-         "details": "[width and depth](docs/results.md#width-and-depth-within-the-cnns-macs)"},
-        {"measurement": f"searched genotype (one `dasvit search`), test accuracy over {hand_runs.seed.nunique()} seeds",
-         "result": pm_pct(hand.loc[SEARCHED, "mean"], hand.loc[SEARCHED, "std"]), "machine": exp_cpu,
-         "command": "`python experiments/searched_vs_hand.py`",
-         "details": "[searched vs hand vs CNN](docs/results.md#searched-vs-hand-designed-vs-cnn)"},
-        {"measurement": "hand-designed ViT, same depth and width",
-         "result": pm_pct(hand.loc[HAND, "mean"], hand.loc[HAND, "std"]), "machine": exp_cpu,
-         "command": "`python experiments/searched_vs_hand.py`",
-         "details": "[searched vs hand vs CNN](docs/results.md#searched-vs-hand-designed-vs-cnn)"},
-        {"measurement": "small CNN", "result": pm_pct(hand.loc[CNN, "mean"], hand.loc[CNN, "std"]), "machine": exp_cpu,
-         "command": "`python experiments/searched_vs_hand.py`",
-         "details": "[searched vs hand vs CNN](docs/results.md#searched-vs-hand-designed-vs-cnn)"},
-        {"measurement": "random search given the search's wall time",
-         "result": pm_pct(rand.loc["random search", "mean"], rand.loc["random search", "std"]),
-         "machine": exp_machine("random_search"), "command": "`python experiments/random_search.py`",
-         "details": "[random search](docs/results.md#searched-vs-random-search-at-the-same-compute)"},
-        {"measurement": "token selection, r = 0.25 vs r = 1: time / memory of a search step (default config)",
-         "result": f"{ratio(quarter['time_vs_r1'])} / {ratio(quarter['mem_vs_r1'])}", "machine": bench_machine(cpu["meta"]),
-         "command": "`python benchmarks/token_selection.py`",
-         "details": "[token-selection cost](docs/results.md#token-selection-cost)"},
-        {"measurement": "token selection at ViT-B scale (224 px, D 768), r = 0.25 vs r = 1: step memory",
-         "result": ratio(vitb_rows[0.25]["peak_mem_mb"] / vitb_rows[1.0]["peak_mem_mb"]),
-         "machine": bench_machine(vitb["meta"]),
-         "command": "`python benchmarks/vit_b_memory.py --device cuda --dtype bf16 --repeats 3 --max-batch-limit 2048`",
-         "details": "[memory at ViT-B scale](docs/results.md#the-papers-memory-claim-at-vit-b-scale)"},
-        {"measurement": "ViT-B-width search step (batch 256, r = 1, fused): share of the bf16 matmul peak",
-         "result": pct(peak["rows"][0]["fraction_of_matmul_peak"]), "machine": bench_machine(peak["meta"]),
-         "command": "see [the GPU step](docs/results.md#the-gpu-step)",
-         "details": "[the GPU step](docs/results.md#the-gpu-step)"},
-        {"measurement": "default search at CIFAR-10 scale (synthetic images, timing only)",
-         "result": f"{cifar['default_search_hours']:.3f} GPU-hours", "machine": bench_machine(cifar),
-         "command": "`python benchmarks/search_cost_cifar.py --device cuda --dtype bf16 --fused --steps 30`",
-         "details": "[search cost at CIFAR scale](docs/results.md#search-cost-at-cifar-scale-projected)"},
-        {"measurement": "default sweep's trials against the same searches run in-process",
-         "result": f"{ratio(overhead['ratio'])} wall time", "machine": overhead["device"],
-         "command": "`python benchmarks/ray_overhead.py --workers 2 --tag ray_overhead_2workers`",
-         "details": "[Ray overhead](docs/results.md#ray-overhead)"},
-        {"measurement": f"tracking server under load: {busiest['trials']} trials, {busiest['concurrent']} at a time, "
-                        "each logging every epoch",
-         "result": f"{load['missing']} of {sum(level['points'] for level in load['levels'])} epoch points missing, "
-                   f"write p95 {ms(busiest['write_latency_p95_ms'])}", "machine": load["machine"],
-         "command": "`python benchmarks/sweep_load.py`",
-         "details": "[server under load](docs/results.md#the-tracking-server-under-load)"},
+    return [
+        _row("token selection, r = 0.25 vs r = 1: time / memory of a search step (default config)",
+             f"{ratio(quarter['time_vs_r1'])} / {ratio(quarter['mem_vs_r1'])}", bench_machine(cpu["meta"]),
+             "`python benchmarks/token_selection.py`", "[token-selection cost](docs/results.md#token-selection-cost)"),
+        _row("token selection at ViT-B scale (224 px, D 768), r = 0.25 vs r = 1: step memory",
+             ratio(vitb_rows[0.25]["peak_mem_mb"] / vitb_rows[1.0]["peak_mem_mb"]), bench_machine(vitb["meta"]),
+             "`python benchmarks/vit_b_memory.py --device cuda --dtype bf16 --repeats 3 --max-batch-limit 2048`",
+             "[memory at ViT-B scale](docs/results.md#the-papers-memory-claim-at-vit-b-scale)"),
+        _row("ViT-B-width search step (batch 256, r = 1, fused): share of the bf16 matmul peak",
+             pct(peak["rows"][0]["fraction_of_matmul_peak"]), bench_machine(peak["meta"]),
+             "see [the GPU step](docs/results.md#the-gpu-step)", "[the GPU step](docs/results.md#the-gpu-step)"),
+        _row("default search at CIFAR-10 scale (synthetic images, timing only)",
+             f"{cifar['default_search_hours']:.3f} GPU-hours", bench_machine(cifar),
+             "`python benchmarks/search_cost_cifar.py --device cuda --dtype bf16 --fused --steps 30`",
+             "[search cost at CIFAR scale](docs/results.md#search-cost-at-cifar-scale-projected)"),
+        _row("default sweep's trials against the same searches run in-process",
+             f"{ratio(overhead['ratio'])} wall time", overhead["device"],
+             "`python benchmarks/ray_overhead.py --workers 2 --tag ray_overhead_2workers`",
+             "[Ray overhead](docs/results.md#ray-overhead)"),
+        _row(f"tracking server under load: {busiest['trials']} trials, {busiest['concurrent']} at a time, "
+             "each logging every epoch",
+             f"{load['missing']} of {sum(level['points'] for level in load['levels'])} epoch points missing, "
+             f"write p95 {ms(busiest['write_latency_p95_ms'])}", load["machine"], "`python benchmarks/sweep_load.py`",
+             "[server under load](docs/results.md#the-tracking-server-under-load)"),
     ]
-    return markdown(rows) + "\n"
+
+
+def headline() -> str:
+    """The few figures a new user needs, each from its result file, with the command that reproduces it."""
+    return markdown(_headline_searches() + _headline_costs()) + "\n"
 
 
 TABLES: dict[str, Callable[[], str]] = {
