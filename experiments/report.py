@@ -166,7 +166,7 @@ def setup_times() -> str:
         install = ", ".join(minutes(run["install_s"]) for run in runs)
         job = ", ".join(minutes(run["job_s"]) for run in runs)
         lines.append(f"- command {command['number']} ({command['what']}): **{spread}** in all over {len(runs)} "
-                     f"run{'s' if len(runs) > 1 else ''} (install {install}; {command['job']} {job})")
+                     f"run{'s' if len(runs) > 1 else ''} (set-up {install}; {command['job']} {job})")
     return "\n".join(lines) + f"\n\nMachine: {data['machine']}. Source: `{BENCH}/setup.json`. {data['note']}\n"
 
 
