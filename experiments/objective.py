@@ -45,12 +45,12 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from inherit import inherit_weights
 from scipy.stats import kendalltau
 
 from dasvit.arglists import KEEP_RATIOS, LAMBDAS, SEEDS, NumberList
 from dasvit.config import RetrainConfig
 from dasvit.data import make_loader, retrain_splits, search_holdout, search_splits
-from dasvit.inherit import inherit_weights
 from dasvit.metrics import evaluate
 from dasvit.model import build_model
 from dasvit.platform.config import SweepConfig

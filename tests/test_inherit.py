@@ -1,14 +1,19 @@
-"""Weight inheritance: the derived network starts from exactly the weights its ops had in the supernet."""
+"""Weight inheritance (``experiments/inherit.py``, which only the objective study uses): the derived network starts
+from exactly the weights its ops had in the supernet."""
 
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
 
 from dasvit.genotype import InputSpec
-from dasvit.inherit import inherit_weights
 from dasvit.supernet import Supernet
 from dasvit.vocabulary import SearchSpace, dag_edges
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+from inherit import inherit_weights  # noqa: E402
 
 SPACE = SearchSpace(("none", "skip", "attn_h2", "mlp_r2", "conv_k3"))
 CHOSEN = [{(0, 1): "mlp_r2", (1, 2): "attn_h2"}, {(0, 1): "conv_k3", (1, 2): "skip"}]  # per block, edge -> op

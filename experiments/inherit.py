@@ -1,4 +1,5 @@
-"""Weight inheritance: the discrete network of a genotype, starting from the supernet's trained weights.
+"""Weight inheritance, for the objective study: the discrete network of a genotype, starting from the supernet's
+trained weights.
 
 Every op a genotype keeps was trained inside its edge's mixture, and the stem and head were trained under the whole
 supernet; copying them gives the derived network a start that reflects the search's training rather than a random
