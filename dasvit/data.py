@@ -15,7 +15,6 @@ the end, for the reported figure.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,7 +24,7 @@ import torch
 from filelock import FileLock
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
-from dasvit.vocabulary import FASHION_CLASSES, DataError, dataset_spec
+from dasvit.vocabulary import FASHION_CLASSES, DataError, dataset_spec, resolve
 
 if TYPE_CHECKING:
     from torchvision.transforms import v2
@@ -239,8 +238,7 @@ def _limit_train_images(data: ImageData, train_images: int | None) -> ImageData:
 def load_data(config: DataConfig) -> ImageData:
     """Load the data set ``config`` names with its registered loader (``dasvit.vocabulary.DATASET_REGISTRY``); raise
     ``DataError`` naming the problem."""
-    module, _, function = dataset_spec(config.dataset).loader.partition(":")
-    return _limit_train_images(getattr(importlib.import_module(module), function)(config), config.train_images)
+    return _limit_train_images(resolve(dataset_spec(config.dataset).loader)(config), config.train_images)
 
 
 def build_transforms(data: ImageData, image_size: int, augment: bool) -> v2.Compose:

@@ -13,7 +13,6 @@ excess.
 
 from __future__ import annotations
 
-import importlib
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from dasvit.config import DataConfig, RetrainConfig
 from dasvit.data import ImageData, search_holdout
 from dasvit.genotype import Genotype
 from dasvit.retrain import retrain
-from dasvit.vocabulary import objective_spec
+from dasvit.vocabulary import objective_spec, resolve
 
 if TYPE_CHECKING:
     from dasvit.epoch_record import EpochRecord
@@ -62,8 +61,7 @@ def proxy_objective(inputs: ScoreInputs) -> float:
 
 def scorer(objective: str) -> Callable[[ScoreInputs], float]:
     """The scoring function the registered ``objective`` names, imported."""
-    module, _, function = objective_spec(objective).scorer.partition(":")
-    return getattr(importlib.import_module(module), function)
+    return resolve(objective_spec(objective).scorer)
 
 
 @dataclass(frozen=True)

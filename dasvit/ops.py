@@ -17,7 +17,6 @@ Op names (the genotype vocabulary):
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 
 import torch
@@ -25,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dasvit.token_selection import put_rows, take_rows, token_rows
-from dasvit.vocabulary import parse_op
+from dasvit.vocabulary import parse_op, resolve
 
 NORM_EPS = 1e-6  # every op's pre-norm uses it, so one normalisation per edge input serves all of them
 @dataclass(frozen=True)
@@ -156,8 +155,7 @@ class GridConv(PreNormResidual):
 def build_op(name: str, dim: int) -> nn.Module:
     """Instantiate the op called ``name`` for embedding width ``dim``."""
     spec = parse_op(name, dim)
-    module, _, cls = spec.properties.module.partition(":")
-    op = getattr(importlib.import_module(module), cls)
+    op = resolve(spec.properties.module)
     return op(dim, spec.arg) if spec.properties.argument else op(dim)
 
 

@@ -11,7 +11,7 @@ import importlib
 import os
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     import torch
@@ -343,6 +343,12 @@ for _spec in (
 
 
 # --- extensions --------------------------------------------------------------------------------------------------
+
+def resolve(reference: str) -> Any:
+    """The object a registry names as ``"module:attribute"`` (an op's class, a scorer, a loader), imported."""
+    module, _, attribute = reference.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
 
 PLUGINS_ENV = "DASVIT_PLUGINS"  # comma-separated modules, imported with dasvit: each registers what it adds
 

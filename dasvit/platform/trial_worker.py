@@ -9,7 +9,6 @@ Train restarts the group from the last checkpoint (``FailureConfig``) and the tr
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import tempfile
@@ -33,6 +32,7 @@ from dasvit.platform.overhead import Overhead
 from dasvit.platform.trial_score import TrialScore
 from dasvit.platform.worker_config import WorkerConfig
 from dasvit.search import SearchRun
+from dasvit.vocabulary import resolve
 
 STATE_FILE = "search_state.pt"
 RUN_FILE = "mlflow_run.json"
@@ -43,11 +43,8 @@ EPOCH_HOOK_ENV = "DASVIT_EPOCH_HOOK"
 
 def epoch_hook() -> Callable[[int], None] | None:
     """The function ``$DASVIT_EPOCH_HOOK`` names, imported; None when unset."""
-    spec = os.environ.get(EPOCH_HOOK_ENV)
-    if not spec:
-        return None
-    module, _, name = spec.partition(":")
-    return getattr(importlib.import_module(module), name)
+    reference = os.environ.get(EPOCH_HOOK_ENV)
+    return resolve(reference) if reference else None
 
 
 def genotype_size(run: SearchRun) -> tuple[int, int]:
