@@ -21,8 +21,6 @@ from dasvit.vocabulary import (
     validate_stages,
 )
 
-FASHION_MAX_TRAIN_IMAGES = 50_000  # dasvit.fashion_mnist.FASHION_PROTOCOL.max_train_images, checked by a test
-
 
 class ConfigError(ValueError):
     """A configuration value that cannot be used."""
@@ -56,9 +54,10 @@ class DataConfig:
             raise ConfigError(f"unknown data set {self.dataset!r}: choose from {', '.join(dataset_names())}")
         if self.train_images is not None:
             _check_positive("train_images", self.train_images)
-            if self.dataset == "fashion-mnist" and self.train_images > FASHION_MAX_TRAIN_IMAGES:
-                raise ConfigError(f"train_images {self.train_images} is more than the {FASHION_MAX_TRAIN_IMAGES:,} "
-                                  "Fashion-MNIST training images outside the selection split")
+            most = dataset_spec(self.dataset).max_train_images
+            if most is not None and self.train_images > most:
+                raise ConfigError(f"train_images {self.train_images} is more than the {most:,} training images "
+                                  f"{self.dataset} has outside its selection split")
         _check_positive("image size", self.resolved_image_size)
         _check_positive("patch size", patch_size)
         if self.resolved_image_size % patch_size != 0:

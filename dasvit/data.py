@@ -226,7 +226,7 @@ def load_imagefolder(config: DataConfig) -> ImageData:
 
 def _limit_train_images(data: ImageData, train_images: int | None) -> ImageData:
     """The first ``train_images`` of a fixed (seed-0) order of the non-test images; None keeps them all."""
-    if train_images is None or train_images == len(data.trainval):  # none asked, or the loader took them itself
+    if train_images is None or train_images == len(data.trainval):  # none asked, or all of them
         return data
     if train_images > len(data.trainval):
         raise DataError(f"train_images {train_images} is more than the {len(data.trainval)} non-test images of "
@@ -238,7 +238,9 @@ def _limit_train_images(data: ImageData, train_images: int | None) -> ImageData:
 def load_data(config: DataConfig) -> ImageData:
     """Load the data set ``config`` names with its registered loader (``dasvit.vocabulary.DATASET_REGISTRY``); raise
     ``DataError`` naming the problem."""
-    return _limit_train_images(resolve(dataset_spec(config.dataset).loader)(config), config.train_images)
+    spec = dataset_spec(config.dataset)
+    data = resolve(spec.loader)(config)
+    return data if spec.selects_train_images else _limit_train_images(data, config.train_images)
 
 
 def build_transforms(data: ImageData, image_size: int, augment: bool) -> v2.Compose:

