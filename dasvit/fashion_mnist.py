@@ -81,14 +81,18 @@ def locate(root: str | Path | None, download: bool) -> Path:
         if download:
             _download(root)
         for folder in (root, root / "FashionMNIST" / "raw"):
-            if all((folder / name).is_file() for name in FILES.values()):
+            if _holds_the_files(folder):
                 return folder
         raise DataError(f"the Fashion-MNIST files ({', '.join(FILES.values())}) are not in data root {str(root)!r}; "
                         + HOW_TO_GET)
     for folder in (DEBIAN_DIR, CHECKOUT_DIR):
-        if all((folder / name).is_file() for name in FILES.values()):
+        if _holds_the_files(folder):
             return folder
     raise DataError(f"the Fashion-MNIST files are neither in {DEBIAN_DIR} nor in {CHECKOUT_DIR}; {HOW_TO_GET}")
+
+
+def _holds_the_files(folder: Path) -> bool:
+    return all((folder / name).is_file() for name in FILES.values())
 
 
 def _download(root: Path) -> None:

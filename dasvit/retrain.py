@@ -165,9 +165,10 @@ def _train(model: nn.Module, config: RetrainConfig, data: ImageData, out_dir: st
             if on_epoch_end is not None:
                 on_epoch_end(rows[-1])
             bar.update(**{k: f"{row[k]:.3f}" for k in ("val_acc", "test_acc") if k in row})
-    watched = "test_acc" if selection_set is None else "val_acc"
-    test_loss, test_acc = (rows[-1]["test_loss"], rows[-1]["test_acc"]) if selection_set is None \
-        else evaluate(model, test_set, device)
+    if selection_set is None:  # the test split was each epoch's score
+        test_loss, test_acc, watched = rows[-1]["test_loss"], rows[-1]["test_acc"], "test_acc"
+    else:  # read once, now
+        (test_loss, test_acc), watched = evaluate(model, test_set, device), "val_acc"
     result = RetrainResult(test_acc, test_loss, params, macs, config.epochs, time.perf_counter() - start,
                            late_gain([row[watched] for row in rows]), rows[-1].get("val_acc"))
     if out_dir is not None:

@@ -82,10 +82,11 @@ def config_key(*parts: Any) -> str:
     return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-# The modules whose code decides a retraining's numbers: the network, its ops, the data and its splits, the
-# recipe, the metrics, the seeding. A change to their code (not to a comment or docstring) is a new cache key.
+# The modules whose code decides a retraining's numbers: the network, its ops (and the registry that names the class
+# each op builds), the data and its splits, the recipe, the metrics, the seeding. A change to their code (not to a
+# comment or docstring) is a new cache key.
 NUMERICS_MODULES = ("backbone", "baselines", "data", "fashion_mnist", "genotype", "metrics", "model", "ops",
-                    "precision", "retrain", "seeding", "token_selection")
+                    "precision", "retrain", "seeding", "token_selection", "vocabulary")
 
 
 def code_of(path: Path) -> str:

@@ -45,21 +45,22 @@ def param_importances(study: optuna.Study) -> dict[str, float]:
     return {name: float(value) for name, value in importances.items()}
 
 
-def figures(study: optuna.Study) -> dict[str, Any]:
-    """The MLflow artifact path -> matplotlib figure of each plot the study supports."""
+def figures(study: optuna.Study, importances: dict[str, float]) -> dict[str, Any]:
+    """The MLflow artifact path -> matplotlib figure of each plot the study supports (``importances``: what
+    ``param_importances`` found, so that it is not computed again to decide whether to plot them)."""
     from optuna.visualization import matplotlib as optuna_plots
 
     if len(completed(study)) < 1:
         return {}
     with warnings.catch_warnings():  # Optuna marks its matplotlib plots experimental; they are what we log
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return _plots(study, optuna_plots)
+        return _plots(study, optuna_plots, bool(importances))
 
 
-def _plots(study: optuna.Study, optuna_plots: Any) -> dict[str, Any]:
+def _plots(study: optuna.Study, optuna_plots: Any, with_importances: bool) -> dict[str, Any]:
     plots = {"plots/optuna_history.png": optuna_plots.plot_optimization_history(
         study, target=_objective, target_name="objective").figure}
-    if param_importances(study):
+    if with_importances:
         plots["plots/optuna_importances.png"] = optuna_plots.plot_param_importances(
             study, target=_objective, target_name="objective",
             evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0)).figure
@@ -86,7 +87,7 @@ def report(client: Any, run_id: str, study_path: Path, name: str) -> str:
 
     study = load_study(study_path, name)
     importances = param_importances(study)
-    for path, figure in figures(study).items():
+    for path, figure in figures(study, importances).items():
         client.log_figure(run_id, figure, path)
         plt.close(figure)
     for knob, share in importances.items():

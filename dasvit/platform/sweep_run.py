@@ -208,15 +208,15 @@ def run_sweep(plan: SweepPlan, argv: Sequence[str] | None, interrupt: Interrupt)
             return stop_interrupted(interrupt, plan, parent_run_id, argv)
         table = table.merge(retrained[["search_run_id", "selection_acc", "test_acc", "retrain_run_id"]],
                             on="search_run_id", how="left")
-    table["pareto"] = pareto_mask(table, accuracy_estimate(config.objective), "macs")
+    estimate = accuracy_estimate(config.objective)
+    table["pareto"] = pareto_mask(table, estimate, "macs")
     table = table.sort_values(OBJECTIVE_METRIC, ascending=False, na_position="last")
     if "retrain_run_id" in table and table["retrain_run_id"].notna().any():
         register_best(client, config.experiment, table, parent_run_id)
     csv_path = plan.state_dir / f"{plan.name}-results.csv"
     atomic_write_text(csv_path, table.to_csv(index=False))
     client.log_artifact(parent_run_id, str(csv_path))
-    client.log_figure(parent_run_id, plot_pareto(table, config.max_macs, accuracy_estimate(config.objective)),
-                      "plots/pareto.png")
+    client.log_figure(parent_run_id, plot_pareto(table, config.max_macs, estimate), "plots/pareto.png")
     importances = study_report.report(client, parent_run_id, optuna_path(plan.state_dir, plan.name), plan.name)
     tracking.log_metrics(client, parent_run_id, {"sweep_seconds": time.perf_counter() - start,
                                                   "best_objective": float(table[OBJECTIVE_METRIC].max()),
